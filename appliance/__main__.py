@@ -1,0 +1,2 @@
+from appliance.cli import main
+raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""The ``simple-time-service`` command: one entry point, one subcommand per process."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from .config import ConfigError, Settings
+from .version import __version__
+
+
+def run_api(settings: Settings, _args: argparse.Namespace) -> int:
+    from .api import main as api_main
+    return api_main(settings)
+
+
+def run_version(_settings: Settings, _args: argparse.Namespace) -> int:
+    print(__version__)
+    return 0
+
+
+COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
+    "api": ("serve the HTTP API in the foreground", run_api),
+    "version": ("print the version", run_version),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="simple-time-service",
+        description="Request metadata + event audit appliance. Configuration comes from "
+                    "environment variables (see README).")
+    root.add_argument("--version", action="version", version=__version__)
+    sub = root.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, _) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"simple-time-service: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return COMMANDS[args.command][1](settings, args)

@@ -1,0 +1,62 @@
+"""Who is the real client? Walk X-Forwarded-For from the right, trusting only known proxies.
+
+Waitress is started with ``clear_untrusted_proxy_headers=False`` and no ``trusted_proxy`` so the
+raw header reaches us (see shared/FACTS.md); this module is the only place that interprets it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Iterable
+
+from .config import IPNetwork
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class ClientAddress:
+    user_ip: str
+    proxy_chain: str  # the valid X-Forwarded-For hops, as sent, joined with ", "
+
+
+def parse_ip(text: str) -> IPAddress | None:
+    """An address from a header entry or a peer: tolerate ports, brackets, IPv4-mapped IPv6."""
+    value = text.strip().strip('"')
+    if value.startswith("["):  # [2001:db8::1]:443
+        value = value[1:].split("]", 1)[0]
+    elif value.count(":") == 1:  # 203.0.113.7:5123
+        value = value.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def is_trusted(address: IPAddress, trusted: Iterable[IPNetwork]) -> bool:
+    return any(address.version == net.version and address in net for net in trusted)
+
+
+def resolve(peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork, ...]) -> ClientAddress:
+    """Return the real client and the reported chain.
+
+    The header only counts when the direct peer is a trusted proxy; then hops are skipped from
+    the right while they are trusted, and the first untrusted one is the client. Entries that
+    are not IP addresses are ignored, never an error.
+    """
+    hops = [hop for hop in (parse_ip(part) for part in (forwarded_for or "").split(",")) if hop]
+    chain = ", ".join(str(hop) for hop in hops)
+    peer_ip = parse_ip(peer or "")
+    if peer_ip is None:
+        return ClientAddress(user_ip=peer or "", proxy_chain=chain)
+    if not hops or not is_trusted(peer_ip, trusted):
+        return ClientAddress(user_ip=str(peer_ip), proxy_chain=chain)
+    for hop in reversed(hops):
+        if not is_trusted(hop, trusted):
+            return ClientAddress(user_ip=str(hop), proxy_chain=chain)
+    # Every hop is one of our proxies: the leftmost is as close to the client as we can see.
+    return ClientAddress(user_ip=str(hops[0]), proxy_chain=chain)

@@ -1,0 +1,225 @@
+"""Settings: one frozen object, built once from the environment.
+
+No other module reads ``os.environ``. Each variable has a converter; a bad value raises
+:class:`ConfigError` with one line naming the variable, the value and what was expected,
+which the entry points print without a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the appliance cannot use."""
+
+
+# --- converters: each takes the raw string and returns the value or raises ValueError(expected)
+
+
+def as_port(raw: str) -> int:
+    return as_int_range(1, 65535)(raw)
+
+
+def as_int_range(low: int, high: int) -> Callable[[str], int]:
+    def convert(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"an integer from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"an integer from {low} to {high}")
+        return value
+
+    return convert
+
+
+def as_float_range(low: float, high: float) -> Callable[[str], float]:
+    def convert(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"a number from {low:g} to {high:g}") from None
+        if not low <= value <= high:
+            raise ValueError(f"a number from {low:g} to {high:g}")
+        return value
+
+    return convert
+
+
+def as_networks(raw: str) -> tuple[IPNetwork, ...]:
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError:
+        raise ValueError("a comma-separated list of IP addresses or CIDRs, e.g. 10.0.0.0/8,::1") from None
+
+
+def as_log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level
+
+
+def as_str(raw: str) -> str:
+    return raw.strip()
+
+
+def as_optional_str(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def as_ip(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("an IPv4 or IPv6 address") from None
+
+
+def as_path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("a file system path")
+    return Path(raw.strip()).expanduser()
+
+
+def as_path_list(raw: str) -> frozenset[str]:
+    paths = [p.strip() for p in raw.split(",") if p.strip()]
+    if any(not p.startswith("/") for p in paths):
+        raise ValueError("a comma-separated list of paths starting with /")
+    return frozenset(paths)
+
+
+TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def as_topic(raw: str) -> str:
+    value = raw.strip()
+    if not TOPIC_RE.match(value):
+        raise ValueError("a Kafka topic name of 1-249 characters [A-Za-z0-9._-]")
+    return value
+
+
+def as_group(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("a non-empty consumer group id")
+    return value
+
+
+def as_token(raw: str) -> str | None:
+    value = raw.strip()
+    if value and (len(value) < 8 or any(c.isspace() for c in value)):
+        raise ValueError("a token of at least 8 characters without spaces")
+    return value or None
+
+
+# --- the table: (environment variable, field name, converter). Defaults live on Settings.
+VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+    ("HOST", "host", as_str),
+    ("PORT", "port", as_port),
+    ("WEB_THREADS", "web_threads", as_int_range(1, 256)),
+    ("CONNECTION_LIMIT", "connection_limit", as_int_range(1, 100_000)),
+    ("MAX_BODY_BYTES", "max_body_bytes", as_int_range(1, 64 * 1024 * 1024)),
+    ("TRUSTED_PROXIES", "trusted_proxies", as_networks),
+    ("LOG_LEVEL", "log_level", as_log_level),
+    ("SHUTDOWN_DELAY", "shutdown_delay", as_float_range(0, 300)),
+    ("SHUTDOWN_TIMEOUT", "shutdown_timeout", as_float_range(0.1, 300)),
+    ("POD_IP", "pod_ip", as_ip),
+    ("HOST_IP", "host_ip", as_ip),
+    ("API_TOKEN", "api_token", as_token),
+    ("GIT_COMMIT", "git_commit", as_optional_str),
+    ("DATA_DIR", "data_dir", as_path),
+    ("DB_PATH", "db_path", as_path),
+    ("SPOOL_DIR", "spool_dir", as_path),
+    ("SPOOL_MAX_MB", "spool_max_mb", as_float_range(0.01, 1_000_000)),
+    ("KAFKA_BROKERS", "kafka_brokers", as_optional_str),
+    ("KAFKA_TOPIC_EVENTS", "kafka_topic_events", as_topic),
+    ("KAFKA_CONSUMER_GROUP", "kafka_consumer_group", as_group),
+    ("KAFKA_PARTITIONS", "kafka_partitions", as_int_range(1, 1000)),
+    ("EVENTS_EXCLUDE_PATHS", "events_exclude_paths", as_path_list),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_endpoint", as_optional_str),
+)
+
+NAMED_KAFKA_VARIABLES = frozenset(name for name, _, _ in VARIABLES if name.startswith("KAFKA_"))
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    web_threads: int = 8
+    connection_limit: int = 200  # concurrent connections Waitress accepts
+    max_body_bytes: int = 65_536  # bytes; larger bodies get 413
+    trusted_proxies: tuple[IPNetwork, ...] = LOOPBACK
+    log_level: str = "INFO"
+    shutdown_delay: float = 0.0  # seconds /readyz reports 503 before the listener closes
+    shutdown_timeout: float = 10.0  # seconds in-flight requests get to finish
+    pod_ip: str | None = None
+    host_ip: str | None = None
+    api_token: str | None = None
+    git_commit: str | None = None
+    data_dir: Path = Path("data")
+    db_path: Path | None = None  # default: <data_dir>/events.db
+    spool_dir: Path | None = None  # default: <data_dir>/spool
+    spool_max_mb: float = 256.0  # megabytes on disk before the oldest spooled events are dropped
+    kafka_brokers: str | None = None  # None: Kafka off
+    kafka_topic_events: str = "simple-time-events"
+    kafka_consumer_group: str = "simple-time-group"
+    kafka_partitions: int = 3
+    kafka_extra: Mapping[str, str] = field(default_factory=dict)  # librdkafka properties
+    events_exclude_paths: frozenset[str] = frozenset({"/healthz", "/readyz", "/metrics"})
+    otel_endpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        # Derived paths default inside DATA_DIR so two appliances with different DATA_DIR
+        # never share state.
+        if self.db_path is None:
+            object.__setattr__(self, "db_path", self.data_dir / "events.db")
+        if self.spool_dir is None:
+            object.__setattr__(self, "spool_dir", self.data_dir / "spool")
+
+    @property
+    def kafka_enabled(self) -> bool:
+        return bool(self.kafka_brokers)
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelName(self.log_level)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from ``environ`` (default ``os.environ``); raise ConfigError."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, attr, convert in VARIABLES:
+            raw = environ.get(name)
+            if raw is None:
+                continue
+            try:
+                values[attr] = convert(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r} is invalid: expected {exc}") from None
+        values["kafka_extra"] = kafka_extra_properties(environ)
+        return cls(**values)
+
+
+def kafka_extra_properties(environ: Mapping[str, str]) -> dict[str, str]:
+    """KAFKA_SECURITY_PROTOCOL=SASL_SSL -> {"security.protocol": "SASL_SSL"}, for librdkafka."""
+    return {
+        name[len("KAFKA_"):].lower().replace("_", "."): value
+        for name, value in environ.items()
+        if name.startswith("KAFKA_") and name not in NAMED_KAFKA_VARIABLES and value != ""
+    }

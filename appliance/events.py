@@ -1,0 +1,73 @@
+"""The event schema (version 1) and the builders the API uses.
+
+Every event is one JSON object::
+
+    {"schema": 1, "event_id": "<uuid4>", "event_type": "http_request", "occurred_at": "...Z",
+     "hostname": "...", "request_id": "...", "trace_id": "<32 hex>" | null, "payload": {...}}
+
+``http_request`` payload: method, route, path, query, user_ip, proxy_chain, user_agent, bytes.
+``http_response`` payload: the same plus status, duration_ms, and bytes of the response body.
+``error`` payload: method, route, path, status, error (class name), message.
+Any other ``event_type`` is a custom event from ``POST /kafka/publish``; its payload is the
+caller's object. The Kafka key is the request_id, so one request's events share a partition.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from .ids import new_id
+
+SCHEMA_VERSION = 1
+HTTP_REQUEST, HTTP_RESPONSE, ERROR = "http_request", "http_response", "error"
+RESERVED_TYPES = frozenset({HTTP_REQUEST, HTTP_RESPONSE, ERROR})
+EVENT_TYPE_RE = re.compile(r"^[a-z0-9_.-]{1,64}$")
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def make_event(event_type: str, request_id: str, hostname: str, payload: dict[str, Any],
+               trace_id: str | None = None) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "event_id": new_id(),
+        "event_type": event_type,
+        "occurred_at": utc_now_iso(),
+        "hostname": hostname,
+        "request_id": request_id,
+        "trace_id": trace_id,
+        "payload": payload,
+    }
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class EventSink(Protocol):
+    """Where the API hands events: the Kafka producer, or nothing when Kafka is off."""
+
+    @property
+    def kafka_up(self) -> bool: ...
+
+    def emit(self, event: dict[str, Any], headers: list[tuple[str, bytes]] | None = None) -> str:
+        """Hand over one event; return "queued", "spooled" or "disabled". Never raises."""
+        ...
+
+
+class DisabledSink:
+    """Kafka not configured: the original degraded mode. Events are counted, not kept."""
+
+    kafka_up = False
+
+    def __init__(self) -> None:
+        self.discarded = 0
+
+    def emit(self, event: dict[str, Any], headers: list[tuple[str, bytes]] | None = None) -> str:
+        self.discarded += 1
+        return "disabled"

@@ -1,0 +1,112 @@
+"""WSGI middleware around the Bottle app: request ids, real client, access log, events.
+
+It sees every exchange, including 404/405 and errors raised before a route runs, which a Bottle
+plugin would not.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from typing import Any, Callable, Iterable
+
+from . import clientip, events
+from .config import Settings
+from .httpjson import error_body
+from .ids import new_id, sane_request_id
+from .lifecycle import Lifecycle
+from .netinfo import HostInfo
+
+access_log = logging.getLogger("appliance.access")
+UNMATCHED_ROUTE = "unmatched"  # one label for every unknown path: bounded cardinality
+
+StartResponse = Callable[..., Any]
+
+
+class AuditMiddleware:
+    def __init__(self, app: Callable, settings: Settings, sink: events.EventSink,
+                 host: HostInfo, lifecycle: Lifecycle) -> None:
+        self.app = app
+        self.settings = settings
+        self.sink = sink
+        self.host = host
+        self.lifecycle = lifecycle
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        request_id = sane_request_id(environ.get("HTTP_X_REQUEST_ID")) or new_id()
+        client = clientip.resolve(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR"),
+                                  self.settings.trusted_proxies)
+        environ["sts.request_id"] = request_id
+        environ["sts.client"] = client
+        # Bottle writes tracebacks to wsgi.errors; ours are logged as JSON by the error handler.
+        environ["wsgi.errors"] = io.StringIO()
+        captured: dict[str, Any] = {}
+
+        def start(status: str, headers: list, exc_info=None):
+            headers.append(("X-Request-ID", request_id))
+            captured["status"] = int(status.split(" ", 1)[0])
+            return start_response(status, headers, exc_info)
+
+        self.lifecycle.enter()
+        try:
+            body = self._respond(environ, start)
+        finally:
+            self.lifecycle.leave()
+        self._record(environ, captured.get("status", 500), body, started)
+        return body
+
+    def _respond(self, environ: dict, start: StartResponse) -> list[bytes]:
+        length = environ.get("CONTENT_LENGTH") or "0"
+        if length.isdigit() and int(length) > self.settings.max_body_bytes:
+            # Refuse before reading: the client learns the limit and nothing is buffered.
+            message = f"body larger than {self.settings.max_body_bytes} bytes"
+            start("413 Request Entity Too Large", [("Content-Type", "application/json")])
+            return [error_body(413, message)]
+        result = self.app(environ, start)
+        try:
+            return list(result)  # our responses are small JSON documents
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+
+    def _record(self, environ: dict, status: int, body: list[bytes], started: float) -> None:
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        route = environ.get("bottle.route")
+        fields = {
+            "method": environ.get("REQUEST_METHOD", ""),
+            "route": route.rule if route is not None else UNMATCHED_ROUTE,
+            "path": environ.get("PATH_INFO", ""),
+            "status": status,
+            "duration_ms": duration_ms,
+            "user_ip": environ["sts.client"].user_ip,
+            "request_id": environ["sts.request_id"],
+        }
+        access_log.info("request", extra=fields)
+        if fields["path"] not in self.settings.events_exclude_paths:
+            self._emit_events(environ, fields, sum(map(len, body)))
+
+    def _emit_events(self, environ: dict, fields: dict, response_bytes: int) -> None:
+        client = environ["sts.client"]
+        common = {
+            "method": fields["method"], "route": fields["route"], "path": fields["path"],
+            "query": environ.get("QUERY_STRING", ""), "user_ip": client.user_ip,
+            "proxy_chain": client.proxy_chain, "user_agent": environ.get("HTTP_USER_AGENT", ""),
+        }
+        request_bytes = int(environ.get("CONTENT_LENGTH") or 0) if str(
+            environ.get("CONTENT_LENGTH") or "0").isdigit() else 0
+        rid, host, trace_id = fields["request_id"], self.host.hostname, environ.get("sts.trace_id")
+        emit = self.sink.emit
+        emit(events.make_event(events.HTTP_REQUEST, rid, host, {**common, "bytes": request_bytes}, trace_id))
+        emit(events.make_event(events.HTTP_RESPONSE, rid, host, {
+            **common, "status": fields["status"], "duration_ms": fields["duration_ms"],
+            "bytes": response_bytes}, trace_id))
+        if fields["status"] >= 500:
+            failure = environ.get("sts.exception")
+            emit(events.make_event(events.ERROR, rid, host, {
+                "method": fields["method"], "route": fields["route"], "path": fields["path"],
+                "status": fields["status"],
+                "error": type(failure).__name__ if failure else "HTTPError",
+                "message": str(failure) if failure else "server error",
+            }, trace_id))
