@@ -5,22 +5,54 @@ from __future__ import annotations
 import logging
 import sys
 
+from confluent_kafka import KafkaException
+
 from . import logs
-from .app import Services, create_app
+from .app import create_app
 from .config import Settings
+from .events import DisabledSink, EventSink
 from .server import ApiServer, bind
+from .services import Services
 
 log = logging.getLogger("appliance.api")
+
+
+class StartupError(Exception):
+    """The API cannot start; the message is the one line the operator sees."""
+
+
+def build_sink(settings: Settings) -> EventSink:
+    if not settings.kafka_enabled:
+        log.warning("KAFKA_BROKERS not set: Kafka is off, events are not recorded")
+        return DisabledSink()
+    from .producer import KafkaEventSink
+    from .spool import Spool
+    try:
+        spool = Spool(settings.spool_dir, int(settings.spool_max_mb * 1024 * 1024))
+    except Exception as exc:  # sqlite3.Error or OSError: either way the spool is unusable
+        raise StartupError(f"SPOOL_DIR={settings.spool_dir}: cannot open the spool: {exc}") from None
+    try:
+        return KafkaEventSink(settings, spool)
+    except KafkaException as exc:
+        raise StartupError(f"invalid Kafka client configuration (KAFKA_* variables): "
+                           f"{exc.args[0].str()}") from None
 
 
 def main(settings: Settings) -> int:
     logs.configure(settings.log_level)
     try:
         sock = bind(settings.host, settings.port)
+        sink = build_sink(settings)
     except OSError as exc:
         print(f"simple-time-service: cannot listen on {settings.host}:{settings.port}: "
-              f"{exc.strerror or exc} (set HOST/PORT)", file=sys.stderr)
+              f"{exc.strerror or exc} (check HOST and PORT)", file=sys.stderr)
         return 1
-    services = Services(settings)
-    server = ApiServer(create_app(settings, services), settings, services.lifecycle, sock)
+    except StartupError as exc:
+        print(f"simple-time-service: {exc}", file=sys.stderr)
+        return 2
+    services = Services(settings, sink=sink)
+    if hasattr(sink, "start"):
+        sink.start()
+    server = ApiServer(create_app(settings, services), settings, services.lifecycle, sock,
+                       on_stopped=getattr(sink, "close", lambda: None))
     return server.serve()

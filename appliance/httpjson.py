@@ -53,3 +53,8 @@ def read_json_object(request: bottle.BaseRequest, max_bytes: int) -> dict[str, A
     if not isinstance(body, dict):
         raise BadRequest(400, "body must be a JSON object")
     return body
+
+
+def json_response(status: int, body: dict[str, Any]) -> bottle.HTTPResponse:
+    return bottle.HTTPResponse(json.dumps(body), status=status,
+                               headers={"Content-Type": "application/json"})

@@ -1,0 +1,260 @@
+"""The Kafka side of the API process: produce events, never block a request, lose nothing.
+
+- ``emit()`` produces asynchronously; while the broker is known to be down it writes straight
+  to the durable spool instead, so nothing waits in librdkafka's memory where a crash loses it.
+- A poller thread serves delivery reports; failed ones (timeout, error, purge) are spooled.
+- A keeper thread probes the broker every PROBE_INTERVAL (kafka_up), creates the topic, replays
+  the spool in order, and replaces a producer that hit a fatal error (purging it into the spool).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from . import events
+from .config import Settings
+from .kafkautil import RateLimitFilter, base_config, ensure_topic
+from .spool import Headers, Spool
+
+log = logging.getLogger("appliance.producer")
+PROBE_INTERVAL = 2.0  # seconds between broker probes: kafka_status follows within ~2-4 s
+PROBE_TIMEOUT = 2.0  # seconds one metadata request may take
+REPLAY_BATCH = 500  # spooled messages produced per replay round
+REPLAY_FLUSH_TIMEOUT = 10.0  # seconds a replay round waits for its delivery reports
+
+
+class Stats:
+    """Counters shared by request threads and the poller; a lock keeps them exact."""
+
+    FIELDS = ("queued", "delivered", "failed", "spooled", "lost")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values = dict.fromkeys(self.FIELDS, 0)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self.values[name] += amount
+
+
+class KafkaEventSink:
+    def __init__(self, settings: Settings, spool: Spool) -> None:
+        self.settings = settings
+        self.topic = settings.kafka_topic_events
+        self.spool = spool
+        self.stats = Stats()
+        self.kafka_up = False
+        self.partitions: int | None = None
+        self.last_error: str | None = None
+        self.last_error_at: str | None = None
+        self.state_since = events.utc_now_iso()
+        self._fatal = threading.Event()
+        self._stop = threading.Event()
+        self._failed: list[tuple[bytes | None, bytes, Headers | None]] = []
+        self._failed_lock = threading.Lock()
+        self._replaying = False
+        self._replay_done: dict[bytes, bool] = {}
+        self._client_logger = logging.getLogger("librdkafka")
+        self._client_logger.addFilter(RateLimitFilter(interval=30.0))
+        self._producer = self._new_producer()
+        self._threads = [threading.Thread(target=self._poll_loop, name="kafka-poller", daemon=True),
+                         threading.Thread(target=self._keep_loop, name="kafka-keeper", daemon=True)]
+
+    # --- configuration -------------------------------------------------------------------
+
+    def producer_config(self) -> dict[str, Any]:
+        config = {
+            "client.id": f"simple-time-service-api@{socket.gethostname()}",
+            # acks=all without idempotence: FACTS.md measured that this recovers by itself
+            # after a broker restart, while idempotence turns a restart into a fatal error.
+            "acks": "all",
+            "enable.idempotence": False,
+            "linger.ms": 5,  # small batches: latency stays in single-digit ms
+            "message.timeout.ms": 15000,  # then the report fails and the event is spooled
+            "queue.buffering.max.messages": 100_000,
+            **base_config(self.settings),
+            "on_delivery": self._on_delivery,
+            "error_cb": self._on_error,
+            "logger": self._client_logger,
+        }
+        return config
+
+    def _new_producer(self) -> Producer:
+        return Producer(self.producer_config())
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Probe once (so the first request already sees the real state), then run threads."""
+        self._probe()
+        for thread in self._threads:
+            thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush within ``timeout``; whatever is still queued goes to the spool."""
+        self._stop.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=PROBE_TIMEOUT + 1)
+        producer = self._producer
+        remaining = producer.flush(timeout) if self.kafka_up else len(producer)
+        if remaining:
+            producer.purge(in_queue=True, in_flight=True, blocking=False)
+            producer.poll(0)  # the purged messages come back as failed reports -> spool
+        self._spool_failed()
+        log.info("producer closed", extra={"spooled_at_close": remaining,
+                                           "spool_depth": self.spool.depth})
+        self.spool.close()
+
+    # --- the request path ----------------------------------------------------------------
+
+    def emit(self, event: dict[str, Any], headers: Headers | None = None) -> str:
+        value = events.encode(event)
+        key = event["request_id"].encode()
+        if self.kafka_up:
+            try:
+                self._producer.produce(self.topic, value, key, headers=headers)
+                self.stats.add("queued")
+                return "queued"
+            except BufferError:
+                self._note_error("local queue full")
+            except KafkaException as exc:  # a fatal producer refuses; the keeper replaces it
+                self._note_error(str(exc.args[0]))
+        return self._spool_now([(key, value, headers)])
+
+    def _spool_now(self, messages: list[tuple[bytes | None, bytes, Headers | None]]) -> str:
+        try:
+            self.spool.append(messages)
+        except Exception:  # disk full, spool removed: count it, never raise into a request
+            self.stats.add("lost", len(messages))
+            log.exception("could not spool events; they are lost", extra={"count": len(messages)})
+            return "lost"
+        self.stats.add("spooled", len(messages))
+        return "spooled"
+
+    # --- callbacks (run on whichever thread polls) ----------------------------------------
+
+    def _on_delivery(self, err: KafkaError | None, msg) -> None:
+        if self._replaying and msg.value() in self._replay_done:
+            self._replay_done[msg.value()] = err is None
+            if err is None:
+                self.stats.add("delivered")
+            return
+        if err is None:
+            self.stats.add("delivered")
+            return
+        self.stats.add("failed")
+        self._note_error(err.str())
+        with self._failed_lock:
+            self._failed.append((msg.key(), msg.value(), msg.headers()))
+
+    def _on_error(self, err: KafkaError) -> None:
+        self._note_error(err.str())
+        if err.fatal():
+            self._fatal.set()
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._set_up(False)
+
+    # --- background threads --------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.1)
+            self._spool_failed()
+
+    def _spool_failed(self) -> None:
+        with self._failed_lock:
+            failed, self._failed = self._failed, []
+        if failed:
+            self._spool_now(failed)
+
+    def _keep_loop(self) -> None:
+        while not self._stop.wait(PROBE_INTERVAL):
+            if self._fatal.is_set():
+                self._replace_producer()
+            self._probe()
+            if self.kafka_up and self.spool.depth:
+                self._replay()
+
+    def _probe(self) -> None:
+        try:
+            self.partitions = ensure_topic(self._producer, self.settings, PROBE_TIMEOUT)
+        except KafkaException as exc:
+            self._note_error(str(exc.args[0]))
+            self._set_up(False)
+            return
+        self._set_up(True)
+
+    def _set_up(self, up: bool) -> None:
+        if up != self.kafka_up:
+            self.kafka_up = up
+            self.state_since = events.utc_now_iso()
+            log.log(logging.INFO if up else logging.WARNING, "kafka is %s", "UP" if up else "DOWN",
+                        extra={"brokers": self.settings.kafka_brokers, "last_error": self.last_error})
+
+    def _note_error(self, text: str) -> None:
+        self.last_error, self.last_error_at = text, events.utc_now_iso()
+
+    def _replace_producer(self) -> None:
+        """A fatal error kills a producer; keep what it held and carry on with a new one."""
+        dead, self._producer = self._producer, self._new_producer()
+        self._fatal.clear()
+        dead.purge(in_queue=True, in_flight=True, blocking=False)
+        deadline = time.monotonic() + 5
+        while len(dead) and time.monotonic() < deadline:
+            dead.poll(0.1)  # purge reports arrive as failures and are spooled
+        self._spool_failed()
+        log.warning("replaced producer after fatal error",
+                    extra={"last_error": self.last_error, "spool_depth": self.spool.depth})
+
+    def _replay(self) -> None:
+        """Send spooled messages oldest first; remove each only after Kafka acknowledged it."""
+        while self.kafka_up and not self._stop.is_set():
+            batch = self.spool.peek(REPLAY_BATCH)
+            if not batch:
+                return
+            self._replay_done = {m.value: False for m in batch}
+            self._replaying = True
+            try:
+                for message in batch:
+                    self._producer.produce(self.topic, message.value, message.key,
+                                           headers=message.headers or None)
+                self._producer.flush(REPLAY_FLUSH_TIMEOUT)
+            except (BufferError, KafkaException) as exc:
+                self._note_error(f"replay: {exc}")
+            finally:
+                self._replaying = False
+            done = [m.id for m in batch if self._replay_done.get(m.value)]
+            self.spool.remove(done)
+            if len(done) < len(batch):
+                return  # broker trouble again: keep the rest in place, in order
+            log.info("replayed spooled events", extra={"count": len(done),
+                                                       "spool_depth": self.spool.depth})
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def flush(self, timeout: float) -> int:
+        return self._producer.flush(timeout)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "brokers": self.settings.kafka_brokers,
+            "topic": self.topic,
+            "partitions": self.partitions,
+            "connected": self.kafka_up,
+            "state": "UP" if self.kafka_up else "DOWN",
+            "state_since": self.state_since,
+            "in_queue": len(self._producer),
+            **self.stats.values,
+            "spool_depth": self.spool.depth,
+            "spool_bytes": self.spool.bytes,
+            "dropped": self.spool.dropped,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+        }

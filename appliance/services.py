@@ -1,0 +1,28 @@
+"""What the routes need besides settings, gathered once per process; tests pass their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import events
+from .config import Settings
+from .lifecycle import Lifecycle
+from .netinfo import HostInfo, host_info
+from .version import git_commit
+
+
+@dataclass
+class Services:
+    """What the routes need besides settings; tests pass their own."""
+
+    settings: Settings
+    sink: events.EventSink = field(default_factory=events.DisabledSink)
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    host: HostInfo | None = None
+    commit: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.host is None:
+            self.host = host_info(self.settings)
+        if self.commit is None:
+            self.commit = self.settings.git_commit or git_commit()

@@ -1,0 +1,128 @@
+"""A durable, bounded FIFO of Kafka messages that could not be delivered (yet).
+
+SQLite in WAL mode with ``synchronous=NORMAL``: a row survives a crash or kill of the process
+(not necessarily a power cut), and an append costs tens of microseconds, so request threads may
+write here while Kafka is down. At ``max_bytes`` the oldest rows are dropped and counted; the
+count is persisted so /kafka/status shows every drop since the spool was created.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("appliance.spool")
+
+Headers = list[tuple[str, bytes]]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key BLOB, value BLOB NOT NULL, headers TEXT, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('dropped', 0);
+"""
+
+
+@dataclass(frozen=True)
+class SpooledMessage:
+    id: int
+    key: bytes | None
+    value: bytes
+    headers: Headers
+
+
+def _encode_headers(headers: Headers | None) -> str | None:
+    # latin-1 maps every byte to one code point, so any header value round-trips through JSON.
+    return json.dumps([[k, v.decode("latin-1")] for k, v in headers]) if headers else None
+
+
+def _decode_headers(text: str | None) -> Headers:
+    return [(k, v.encode("latin-1")) for k, v in json.loads(text)] if text else []
+
+
+class Spool:
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "spool.db"
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+        self.depth, self.bytes = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool").fetchone()
+        self.dropped = self._db.execute("SELECT value FROM meta WHERE name='dropped'").fetchone()[0]
+        self.appended = 0  # since this process started
+
+    def append(self, messages: list[tuple[bytes | None, bytes, Headers | None]]) -> None:
+        """Store messages at the tail, in order; drop the oldest if over the bound."""
+        if not messages:
+            return
+        rows = [(key, value, _encode_headers(headers), len(value) + len(key or b""))
+                for key, value, headers in messages]
+        with self._lock:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT INTO spool (key, value, headers, size) VALUES (?, ?, ?, ?)", rows)
+            self.depth += len(rows)
+            self.bytes += sum(row[3] for row in rows)
+            self.appended += len(rows)
+            if self.bytes > self.max_bytes:
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        # Walk from the head until enough bytes are freed; one transaction for delete + count.
+        excess = self.bytes - self.max_bytes
+        freed, count, last_id = 0, 0, None
+        for row_id, size in self._db.execute("SELECT id, size FROM spool ORDER BY id"):
+            freed, count, last_id = freed + size, count + 1, row_id
+            if freed >= excess:
+                break
+        if last_id is None:
+            return
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM spool WHERE id <= ?", (last_id,))
+            self._db.execute("UPDATE meta SET value = value + ? WHERE name='dropped'", (count,))
+        self.depth -= count
+        self.bytes -= freed
+        self.dropped += count
+        log.warning("spool full: dropped oldest events",
+                    extra={"dropped": count, "dropped_total": self.dropped,
+                           "max_bytes": self.max_bytes})
+
+    def peek(self, limit: int) -> list[SpooledMessage]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, key, value, headers FROM spool ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [SpooledMessage(r[0], r[1], r[2], _decode_headers(r[3])) for r in rows]
+
+    def remove(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        with self._lock:
+            with self._db:
+                self._db.execute("BEGIN")
+                removed = 0
+                freed = 0
+                for row_id in ids:
+                    row = self._db.execute("SELECT size FROM spool WHERE id=?", (row_id,)).fetchone()
+                    if row:
+                        self._db.execute("DELETE FROM spool WHERE id=?", (row_id,))
+                        removed, freed = removed + 1, freed + row[0]
+            self.depth -= removed
+            self.bytes -= freed
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
