@@ -15,6 +15,11 @@ def run_api(settings: Settings, _args: argparse.Namespace) -> int:
     return api_main(settings)
 
 
+def run_consumer(settings: Settings, _args: argparse.Namespace) -> int:
+    from .consumer import main as consumer_main
+    return consumer_main(settings)
+
+
 def run_version(_settings: Settings, _args: argparse.Namespace) -> int:
     print(__version__)
     return 0
@@ -22,6 +27,7 @@ def run_version(_settings: Settings, _args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
     "api": ("serve the HTTP API in the foreground", run_api),
+    "consumer": ("persist events from Kafka into SQLite in the foreground", run_consumer),
     "version": ("print the version", run_version),
 }
 
