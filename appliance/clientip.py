@@ -21,13 +21,22 @@ class ClientAddress:
     proxy_chain: str  # the valid X-Forwarded-For hops, as sent, joined with ", "
 
 
+def _is_port_suffix(text: str) -> bool:
+    port = text[1:]
+    return text.startswith(":") and port.isascii() and port.isdigit() and len(port) <= 5
+
+
 def parse_ip(text: str) -> IPAddress | None:
     """An address from a header entry or a peer: tolerate ports, brackets, IPv4-mapped IPv6."""
     value = text.strip().strip('"')
-    if value.startswith("["):  # [2001:db8::1]:443
-        value = value[1:].split("]", 1)[0]
+    if value.startswith("["):  # [2001:db8::1] or [2001:db8::1]:443
+        value, closed, rest = value[1:].partition("]")
+        if not closed or (rest and not _is_port_suffix(rest)):
+            return None
     elif value.count(":") == 1:  # 203.0.113.7:5123
-        value = value.split(":", 1)[0]
+        value, _, port = value.partition(":")
+        if not (port.isascii() and port.isdigit() and len(port) <= 5):
+            return None
     try:
         address = ipaddress.ip_address(value)
     except ValueError:

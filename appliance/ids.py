@@ -12,7 +12,7 @@ import re
 import uuid
 
 _random = random.Random()
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
 
 def new_id() -> str:
@@ -21,6 +21,6 @@ def new_id() -> str:
 
 def sane_request_id(value: str | None) -> str | None:
     """An incoming X-Request-ID we can echo and log safely, else None."""
-    if value and _SANE_REQUEST_ID.match(value):
+    if value and _SANE_REQUEST_ID.fullmatch(value):  # fullmatch: "$" would allow "\n"
         return value
     return None

@@ -62,7 +62,8 @@ class AuditMiddleware:
         if length.isdigit() and int(length) > self.settings.max_body_bytes:
             # Refuse before reading: the client learns the limit and nothing is buffered.
             message = f"body larger than {self.settings.max_body_bytes} bytes"
-            start("413 Request Entity Too Large", [("Content-Type", "application/json")])
+            start("413 Request Entity Too Large", [("Content-Type", "application/json"),
+                                                   ("Cache-Control", "no-store")])
             return [error_body(413, message)]
         result = self.app(environ, start)
         try:

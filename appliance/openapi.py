@@ -43,6 +43,41 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+SCHEMAS.update({
+    "PublishRequest": {
+        "type": "object",
+        "required": ["event_type"],
+        "additionalProperties": False,
+        "properties": {
+            "event_type": {"type": "string", "pattern": "^[a-z0-9_.-]{1,64}$",
+                           "description": "not http_request, http_response or error (reserved)"},
+            "payload": {"type": "object"},
+        },
+    },
+    "PublishAccepted": {
+        "type": "object", "required": ["event_id", "status"],
+        "properties": {"event_id": STRING, "status": {"enum": ["queued", "spooled"]}},
+    },
+    "KafkaStatus": {
+        "type": "object",
+        "required": ["brokers", "topic", "partitions", "connected", "state", "in_queue", "queued",
+                     "delivered", "failed", "spooled", "spool_depth", "dropped", "last_error"],
+        "properties": {
+            "brokers": STRING, "topic": STRING, "partitions": {"type": ["integer", "null"]},
+            "connected": {"type": "boolean"}, "state": {"enum": ["UP", "DOWN"]},
+            "state_since": STRING, "in_queue": {"type": "integer"}, "queued": {"type": "integer"},
+            "delivered": {"type": "integer"}, "failed": {"type": "integer"},
+            "spooled": {"type": "integer"}, "lost": {"type": "integer"},
+            "spool_depth": {"type": "integer"}, "spool_bytes": {"type": "integer"},
+            "dropped": {"type": "integer"}, "last_error": NULLABLE_STRING,
+            "last_error_at": NULLABLE_STRING,
+        },
+    },
+})
+
+BEARER = [{"bearer": []}, {}]  # the token is required only when API_TOKEN is set
+KAFKA_STATUS_OR_ERROR = {"oneOf": [{"$ref": "#/components/schemas/KafkaStatus"}, ERROR_REF]}
+
 PATHS: dict[str, Any] = {
     "/": {"get": {
         "summary": "Request metadata: time, real client IP, proxy chain, host, Kafka status",
@@ -69,6 +104,41 @@ PATHS: dict[str, Any] = {
             "properties": {"version": STRING, "python": STRING, "commit": NULLABLE_STRING},
         }, "version")},
     }},
+    "/kafka/publish": {"post": {
+        "summary": "Publish a custom event (202 queued to Kafka, or spooled while it is down)",
+        "security": BEARER,
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/PublishRequest"}}}},
+        "responses": {
+            "202": _json({"$ref": "#/components/schemas/PublishAccepted"}, "accepted"),
+            "400": _error("malformed JSON or schema error (the message names the field)"),
+            "401": _error("API_TOKEN is set and the bearer token is missing or wrong"),
+            "413": _error("body larger than MAX_BODY_BYTES"),
+            "415": _error("Content-Type is not application/json"),
+            "503": _error("Kafka not configured, or the event could not be kept"),
+        },
+    }},
+    "/kafka/status": {"get": {
+        "summary": "Producer state and counters; 503 (same shape) when the broker is unreachable",
+        "responses": {
+            "200": _json({"$ref": "#/components/schemas/KafkaStatus"}, "connected"),
+            "503": _json(KAFKA_STATUS_OR_ERROR, "not reachable, or Kafka not configured"),
+        },
+    }},
+    "/kafka/flush": {"post": {
+        "summary": "Flush the producer queue within a bounded timeout",
+        "security": BEARER,
+        "parameters": [{"name": "timeout", "in": "query", "required": False,
+                        "schema": {"type": "number", "minimum": 0, "maximum": 30, "default": 5}}],
+        "responses": {
+            "200": _json({"type": "object", "required": ["remaining", "flushed"],
+                          "properties": {"remaining": {"type": "integer"},
+                                         "flushed": {"type": "boolean"}}}, "flushed"),
+            "400": _error("bad timeout"),
+            "401": _error("API_TOKEN is set and the bearer token is missing or wrong"),
+            "503": _error("Kafka not configured or not reachable"),
+        },
+    }},
     "/openapi.json": {"get": {
         "summary": "This document",
         "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
@@ -83,5 +153,6 @@ def openapi_document(version: str) -> dict[str, Any]:
                  "description": "Request metadata + event audit appliance. Every error is "
                                 "JSON {\"error\": ..., \"status\": ...}."},
         "paths": PATHS,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": SCHEMAS, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"}}},
     }

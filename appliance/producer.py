@@ -55,6 +55,7 @@ class KafkaEventSink:
         self.last_error_at: str | None = None
         self.state_since = events.utc_now_iso()
         self._fatal = threading.Event()
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._failed: list[tuple[bytes | None, bytes, Headers | None]] = []
         self._failed_lock = threading.Lock()
@@ -99,6 +100,7 @@ class KafkaEventSink:
     def close(self, timeout: float = 5.0) -> None:
         """Flush within ``timeout``; whatever is still queued goes to the spool."""
         self._stop.set()
+        self._wake.set()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=PROBE_TIMEOUT + 1)
@@ -125,7 +127,7 @@ class KafkaEventSink:
             except BufferError:
                 self._note_error("local queue full")
             except KafkaException as exc:  # a fatal producer refuses; the keeper replaces it
-                self._note_error(str(exc.args[0]))
+                self._note_failure(exc.args[0])
         return self._spool_now([(key, value, headers)])
 
     def _spool_now(self, messages: list[tuple[bytes | None, bytes, Headers | None]]) -> str:
@@ -155,17 +157,25 @@ class KafkaEventSink:
             self._failed.append((msg.key(), msg.value(), msg.headers()))
 
     def _on_error(self, err: KafkaError) -> None:
-        self._note_error(err.str())
-        if err.fatal():
-            self._fatal.set()
-        elif err.code() == KafkaError._ALL_BROKERS_DOWN:
+        self._note_failure(err)
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self._set_up(False)
+
+    def _note_failure(self, err: KafkaError) -> None:
+        self._note_error(err.str())
+        if err.fatal() or err.code() == KafkaError._FATAL:
+            self._fatal.set()
+            self._wake.set()  # replace the dead producer now, not at the next probe
 
     # --- background threads --------------------------------------------------------------
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.1)
+            try:
+                self._producer.poll(0.1)
+            except KafkaException as exc:  # poll() raises a fatal error: hand it to the keeper
+                self._note_failure(exc.args[0])
+                self._stop.wait(0.1)
             self._spool_failed()
 
     def _spool_failed(self) -> None:
@@ -175,7 +185,11 @@ class KafkaEventSink:
             self._spool_now(failed)
 
     def _keep_loop(self) -> None:
-        while not self._stop.wait(PROBE_INTERVAL):
+        while not self._stop.is_set():
+            self._wake.wait(PROBE_INTERVAL)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             if self._fatal.is_set():
                 self._replace_producer()
             self._probe()
@@ -202,7 +216,7 @@ class KafkaEventSink:
         self.last_error, self.last_error_at = text, events.utc_now_iso()
 
     def _replace_producer(self) -> None:
-        """A fatal error kills a producer; keep what it held and carry on with a new one."""
+        """A fatal error kills a producer (or it is wedged); keep what it held, carry on anew."""
         dead, self._producer = self._producer, self._new_producer()
         self._fatal.clear()
         dead.purge(in_queue=True, in_flight=True, blocking=False)
@@ -210,7 +224,7 @@ class KafkaEventSink:
         while len(dead) and time.monotonic() < deadline:
             dead.poll(0.1)  # purge reports arrive as failures and are spooled
         self._spool_failed()
-        log.warning("replaced producer after fatal error",
+        log.warning("replaced producer",
                     extra={"last_error": self.last_error, "spool_depth": self.spool.depth})
 
     def _replay(self) -> None:
@@ -226,12 +240,20 @@ class KafkaEventSink:
                     self._producer.produce(self.topic, message.value, message.key,
                                            headers=message.headers or None)
                 self._producer.flush(REPLAY_FLUSH_TIMEOUT)
-            except (BufferError, KafkaException) as exc:
-                self._note_error(f"replay: {exc}")
+            except BufferError:
+                self._note_error("replay: local queue full")
+            except KafkaException as exc:
+                self._note_failure(exc.args[0])
             finally:
                 self._replaying = False
             done = [m.id for m in batch if self._replay_done.get(m.value)]
             self.spool.remove(done)
+            if not done and self.kafka_up:
+                # The broker answers metadata but nothing was delivered: a wedged producer (seen
+                # with idempotence after a broker restart, without any fatal error). Replace it.
+                self._note_error("producer delivered nothing while the broker answers")
+                self._fatal.set()
+                self._wake.set()
             if len(done) < len(batch):
                 return  # broker trouble again: keep the rest in place, in order
             log.info("replayed spooled events", extra={"count": len(done),

@@ -19,6 +19,8 @@ from waitress.task import ErrorTask
 
 from .config import Settings
 from .httpjson import error_body
+from .ids import new_id
+from .middleware import UNMATCHED_ROUTE, access_log
 from .lifecycle import Lifecycle
 
 log = logging.getLogger("appliance.server")
@@ -26,13 +28,20 @@ LOOP_TICK = 0.1  # seconds per asyncore loop turn: how fast the loop notices a s
 
 
 class JsonErrorTask(ErrorTask):
-    """Waitress's own errors (malformed request line, body over its hard cap) as our JSON."""
+    """Waitress's own errors (malformed request line, body over its hard cap) as our JSON,
+    with a request id and an access line like every other response."""
 
     def execute(self) -> None:
         error = self.request.error
         body = error_body(error.code, error.reason.lower())
+        request_id = new_id()
         self.status = f"{error.code} {error.reason}"
-        self.response_headers.append(("Content-Type", "application/json"))
+        self.response_headers.extend([("Content-Type", "application/json"),
+                                      ("Cache-Control", "no-store"), ("X-Request-ID", request_id)])
+        access_log.info("request", extra={
+            "method": getattr(self.request, "command", None) or "", "route": UNMATCHED_ROUTE,
+            "path": getattr(self.request, "path", None) or "", "status": error.code, "duration_ms": 0.0,
+            "user_ip": self.channel.addr[0] if self.channel.addr else "", "request_id": request_id})
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
@@ -77,9 +86,10 @@ class ApiServer:
         self.signals += 1
         self.lifecycle.draining()
 
-    def serve(self) -> int:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self.handle_signal)
+    def serve(self, install_signals: bool = True) -> int:
+        if install_signals:  # only possible on the main thread; tests drive handle_signal
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self.handle_signal)
         self.lifecycle.serving()
         log.info("serving", extra={"host": self.settings.host, "port": self.port,
                                    "threads": self.settings.web_threads})
