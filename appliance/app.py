@@ -10,6 +10,7 @@ from .config import Settings
 from .core_routes import add_core_routes
 from .httpjson import default_message, error_body
 from .kafka_routes import add_kafka_routes
+from .read_routes import add_read_routes
 from .middleware import AuditMiddleware
 from .services import Services
 
@@ -39,4 +40,5 @@ def create_app(settings: Settings, services: Services | None = None) -> AuditMid
     app.config["json.enable"] = True
     add_core_routes(app, services)
     add_kafka_routes(app, services)
+    add_read_routes(app, services)
     return AuditMiddleware(app, settings, services.sink, services.host, services.lifecycle)

@@ -20,6 +20,26 @@ def run_consumer(settings: Settings, _args: argparse.Namespace) -> int:
     return consumer_main(settings)
 
 
+def run_agent(settings: Settings, _args: argparse.Namespace) -> int:
+    from .agent import main as agent_main
+    return agent_main(settings)
+
+
+def run_up(settings: Settings, _args: argparse.Namespace) -> int:
+    from .supervise import up
+    return up(settings)
+
+
+def run_down(settings: Settings, _args: argparse.Namespace) -> int:
+    from .supervise import down
+    return down(settings)
+
+
+def run_ps(settings: Settings, _args: argparse.Namespace) -> int:
+    from .supervise import ps
+    return ps(settings)
+
+
 def run_version(_settings: Settings, _args: argparse.Namespace) -> int:
     print(__version__)
     return 0
@@ -28,6 +48,11 @@ def run_version(_settings: Settings, _args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
     "api": ("serve the HTTP API in the foreground", run_api),
     "consumer": ("persist events from Kafka into SQLite in the foreground", run_consumer),
+    "agent": ("probe every component and record its health", run_agent),
+    "up": ("run the whole appliance (supervisord) in the foreground", run_up),
+    "down": ("stop the appliance running with this DATA_DIR", run_down),
+    "ps": ("show the supervised processes", run_ps),
+    "status": ("same as ps", run_ps),
     "version": ("print the version", run_version),
 }
 

@@ -150,6 +150,11 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("KAFKA_PARTITIONS", "kafka_partitions", as_int_range(1, 1000)),
     ("EVENTS_EXCLUDE_PATHS", "events_exclude_paths", as_path_list),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_endpoint", as_optional_str),
+    ("EMBEDDED_BROKER_PORT", "embedded_broker_port", as_port),
+    ("EMBEDDED_BROKER_MAX_MB", "embedded_broker_max_mb", as_float_range(16, 1_000_000)),
+    ("STATUS_INTERVAL", "status_interval", as_float_range(0.5, 3600)),
+    ("STATUS_DB_PATH", "status_db_path", as_path),
+    ("PROMETHEUS_URL", "prometheus_url", as_optional_str),
 )
 
 NAMED_KAFKA_VARIABLES = frozenset(name for name, _, _ in VARIABLES if name.startswith("KAFKA_"))
@@ -182,6 +187,11 @@ class Settings:
     kafka_extra: Mapping[str, str] = field(default_factory=dict)  # librdkafka properties
     events_exclude_paths: frozenset[str] = frozenset({"/healthz", "/readyz", "/metrics"})
     otel_endpoint: str | None = None
+    embedded_broker_port: int = 19092  # 127.0.0.1 port of the embedded broker
+    embedded_broker_max_mb: float = 256.0  # RSS at which the agent recycles the embedded broker
+    status_interval: float = 5.0  # seconds between the agent's probes
+    status_db_path: Path | None = None  # default: <data_dir>/status.db (the agent's own file)
+    prometheus_url: str | None = None
 
     def __post_init__(self) -> None:
         # Derived paths default inside DATA_DIR so two appliances with different DATA_DIR
@@ -190,6 +200,28 @@ class Settings:
             object.__setattr__(self, "db_path", self.data_dir / "events.db")
         if self.spool_dir is None:
             object.__setattr__(self, "spool_dir", self.data_dir / "spool")
+        if self.status_db_path is None:
+            object.__setattr__(self, "status_db_path", self.data_dir / "status.db")
+
+    @property
+    def embedded_broker(self) -> bool:
+        return (self.kafka_brokers or "").lower() == "embedded"
+
+    @property
+    def kafka_bootstrap(self) -> str | None:
+        """What clients connect to: the embedded broker's address, or KAFKA_BROKERS as given."""
+        if self.embedded_broker:
+            return f"127.0.0.1:{self.embedded_broker_port}"
+        return self.kafka_brokers
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.data_dir / "supervisor.sock"
+
+    @property
+    def kafka_pause_file(self) -> Path:
+        """Present while the agent recycles the embedded broker: producers spool meanwhile."""
+        return self.data_dir / "kafka-paused"
 
     @property
     def kafka_enabled(self) -> bool:

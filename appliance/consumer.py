@@ -8,6 +8,7 @@ the batch's first offsets, backs off and tries again, so nothing is skipped.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import socket
@@ -27,6 +28,7 @@ BATCH_SIZE = 500  # FACTS.md: a synchronous commit per 500 reached ~149k msg/s o
 BATCH_WAIT = 0.2  # seconds consume() waits to fill a batch: bounds the added latency
 BACKOFF_START, BACKOFF_MAX = 0.5, 5.0  # seconds between database retries
 DB_ERRORS = (peewee.PeeweeException, sqlite3.Error, OSError)
+STATE_FILE = "consumer-state.json"
 
 
 def consumer_config(settings: Settings, client_logger: logging.Logger) -> dict[str, Any]:
@@ -59,6 +61,8 @@ class EventConsumer:
         client_logger.addFilter(RateLimitFilter(interval=30.0))
         self.consumer = Consumer(consumer_config(settings, client_logger))
         self._backoff = BACKOFF_START
+        self.last_db_error: str | None = None
+        self._state_written = 0.0
 
     def request_stop(self, *_args) -> None:
         self.stop_requested = True
@@ -80,7 +84,26 @@ class EventConsumer:
         messages = [m for m in self.consumer.consume(BATCH_SIZE, BATCH_WAIT) if self._usable(m)]
         if messages and self._persist(messages):
             self._commit(messages)
+        self._write_state()
         return len(messages)
+
+    def _write_state(self, force: bool = False) -> None:
+        """DATA_DIR/consumer-state.json, at most once a second: what the agent reports."""
+        now = time.monotonic()
+        if not force and now - self._state_written < 1.0:
+            return
+        self._state_written = now
+        state = {"at": events.utc_now_iso(), "db_failing": self.last_db_error is not None,
+                 "last_db_error": self.last_db_error, "db_errors": self.db_errors,
+                 "persisted": self.persisted, "dead_letters": self.dead_letters}
+        path = self.settings.data_dir / STATE_FILE
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state))
+            tmp.replace(path)  # atomic: the agent never reads half a file
+        except OSError:
+            pass  # the state file is a courtesy to the agent; the events are what matter
 
     def _usable(self, msg) -> bool:
         err = msg.error()
@@ -105,6 +128,7 @@ class EventConsumer:
             self._database_failed(messages, exc)
             return False
         self._backoff = BACKOFF_START
+        self.last_db_error = None
         for model, rows in batch.rows.items():
             name = model._meta.table_name
             self.persisted[name] = self.persisted.get(name, 0) + len(rows)
@@ -119,6 +143,8 @@ class EventConsumer:
     def _database_failed(self, messages: list, exc: Exception) -> None:
         """Keep running: rewind to the batch's first offsets and retry after a back-off."""
         self.db_errors += 1
+        self.last_db_error = f"{type(exc).__name__}: {exc}"
+        self._write_state(force=True)
         self.store.close()
         log.warning("database write failed; will retry", extra={
             "error": f"{type(exc).__name__}: {exc}", "retry_in_s": self._backoff,

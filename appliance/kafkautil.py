@@ -17,7 +17,7 @@ log = logging.getLogger("appliance.kafka")
 
 def base_config(settings: Settings) -> dict[str, Any]:
     """bootstrap.servers plus every extra KAFKA_* property (security, SASL, TLS, tuning)."""
-    return {"bootstrap.servers": settings.kafka_brokers, **settings.kafka_extra}
+    return {"bootstrap.servers": settings.kafka_bootstrap, **settings.kafka_extra}
 
 
 def ensure_topic(client, settings: Settings, timeout: float) -> int:

@@ -197,6 +197,12 @@ class KafkaEventSink:
                 self._replay()
 
     def _probe(self) -> None:
+        if self.settings.kafka_pause_file.exists():
+            # The agent is about to recycle the embedded broker: spool until it is back, so
+            # nothing acknowledged sits unconsumed in a broker that forgets everything.
+            self._note_error("paused for embedded broker maintenance")
+            self._set_up(False)
+            return
         try:
             self.partitions = ensure_topic(self._producer, self.settings, PROBE_TIMEOUT)
         except KafkaException as exc:
@@ -210,7 +216,7 @@ class KafkaEventSink:
             self.kafka_up = up
             self.state_since = events.utc_now_iso()
             log.log(logging.INFO if up else logging.WARNING, "kafka is %s", "UP" if up else "DOWN",
-                        extra={"brokers": self.settings.kafka_brokers, "last_error": self.last_error})
+                        extra={"brokers": self.settings.kafka_bootstrap, "last_error": self.last_error})
 
     def _note_error(self, text: str) -> None:
         self.last_error, self.last_error_at = text, events.utc_now_iso()
@@ -266,7 +272,7 @@ class KafkaEventSink:
 
     def status(self) -> dict[str, Any]:
         return {
-            "brokers": self.settings.kafka_brokers,
+            "brokers": self.settings.kafka_bootstrap,
             "topic": self.topic,
             "partitions": self.partitions,
             "connected": self.kafka_up,

