@@ -75,6 +75,20 @@ SCHEMAS.update({
     },
 })
 
+SCHEMAS["Status"] = {
+    "type": "object",
+    "required": ["version", "hostname", "overall", "stale", "agent", "components"],
+    "properties": {
+        "version": STRING, "hostname": STRING, "api_uptime_s": {"type": "number"},
+        "overall": {"enum": ["UP", "DEGRADED", "DOWN"]}, "stale": {"type": "boolean"},
+        "agent": {"type": "object", "required": ["state", "detail"]},
+        "components": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["state", "detail", "since", "checked_at"],
+            "properties": {"state": {"enum": ["UP", "DEGRADED", "DOWN", "DISABLED"]}}}},
+        "history": {"type": "object"},
+    },
+}
+
 BEARER = [{"bearer": []}, {}]  # the token is required only when API_TOKEN is set
 KAFKA_STATUS_OR_ERROR = {"oneOf": [{"$ref": "#/components/schemas/KafkaStatus"}, ERROR_REF]}
 
@@ -137,6 +151,43 @@ PATHS: dict[str, Any] = {
             "400": _error("bad timeout"),
             "401": _error("API_TOKEN is set and the bearer token is missing or wrong"),
             "503": _error("Kafka not configured or not reachable"),
+        },
+    }},
+    "/status": {"get": {
+        "summary": "The status agent's latest snapshot: every component UP/DEGRADED/DOWN/DISABLED",
+        "parameters": [{"name": "history", "in": "query", "required": False,
+                        "description": "also return this many minutes of history (0-60)",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 60}}],
+        "responses": {
+            "200": _json({"$ref": "#/components/schemas/Status"}, "snapshot (stale: true when "
+                         "the agent has been silent for 3 intervals)"),
+            "400": _error("bad history"),
+            "503": _error("status database not readable"),
+        },
+    }},
+    "/events": {"get": {
+        "summary": "Recently persisted events, newest first",
+        "security": BEARER,
+        "parameters": [
+            {"name": "type", "in": "query", "required": False, "schema": {
+                "type": "string", "pattern": "^[a-z0-9_.-]{1,64}$",
+                "description": "http_request, http_response, error, custom, dead_letter, or a "
+                               "custom event type"}},
+            {"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+            {"name": "before", "in": "query", "required": False,
+             "schema": {"type": "string", "format": "date-time"}},
+            {"name": "after", "in": "query", "required": False,
+             "schema": {"type": "string", "format": "date-time"}},
+        ],
+        "responses": {
+            "200": _json({"type": "object", "required": ["events", "count", "limit"],
+                          "properties": {"events": {"type": "array", "items": {"type": "object"}},
+                                         "count": {"type": "integer"},
+                                         "limit": {"type": "integer"}}}, "events"),
+            "400": _error("bad type, limit, before or after (the message says which)"),
+            "401": _error("API_TOKEN is set and the bearer token is missing or wrong"),
+            "503": _error("events database not readable"),
         },
     }},
     "/openapi.json": {"get": {

@@ -58,7 +58,7 @@ def parse_time(name: str, raw: str | None) -> str | None:
 
 def parse_type(raw: str | None) -> tuple[list[type], str | None]:
     """(models to read, custom event_type filter)."""
-    if raw is None or raw == "":
+    if raw is None:
         return list(TYPE_MODELS.values()), None
     if raw in TYPE_MODELS:
         return [TYPE_MODELS[raw]], None
