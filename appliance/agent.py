@@ -114,9 +114,20 @@ class Agent:
             if name == "broker" and info["pid"]:
                 data["rss_mb"] = rss_mb(info["pid"])
             word = supervise.STATE_WORDS.get(info["statename"], "DOWN")
-            results[f"process.{name}"] = (word, f"{info['statename'].lower()}: {info['description']}",
-                                          data)
+            detail = f"{info['statename'].lower()}: {info['description']}"
+            if name == "consumer" and word == "UP" and self.settings.kafka_enabled:
+                word, detail = self._consumer_assignment(data, detail)
+            results[f"process.{name}"] = (word, detail, data)
         return results
+
+    def _consumer_assignment(self, data: dict[str, Any], detail: str) -> tuple[str, str]:
+        """Running is not consuming: until the group gave it partitions, it is DEGRADED."""
+        state = self.consumer_state() or {}
+        assigned = state.get("assigned_partitions") or []
+        data["assigned_partitions"] = assigned
+        if not assigned:
+            return "DEGRADED", f"{detail}; no partitions assigned yet (joining the group)"
+        return "UP", f"{detail}; {len(assigned)} partitions assigned"
 
     def _count_restart(self, name: str, pid: int) -> None:
         previous = self._pids.get(name)

@@ -25,10 +25,11 @@ from .kafkautil import RateLimitFilter, base_config, ensure_topic
 
 log = logging.getLogger("appliance.consumer")
 BATCH_SIZE = 500  # FACTS.md: a synchronous commit per 500 reached ~149k msg/s on Tansu
-BATCH_WAIT = 0.2  # seconds consume() waits to fill a batch: bounds the added latency
+BATCH_WAIT = 0.2  # seconds to wait for a first message: how fast SIGTERM is noticed when idle
 BACKOFF_START, BACKOFF_MAX = 0.5, 5.0  # seconds between database retries
 DB_ERRORS = (peewee.PeeweeException, sqlite3.Error, OSError)
 STATE_FILE = "consumer-state.json"
+DRAIN_TIMEOUT = 10.0  # seconds the consumer keeps persisting after SIGTERM (embedded broker)
 
 
 def consumer_config(settings: Settings, client_logger: logging.Logger) -> dict[str, Any]:
@@ -62,6 +63,7 @@ class EventConsumer:
         self.consumer = Consumer(consumer_config(settings, client_logger))
         self._backoff = BACKOFF_START
         self.last_db_error: str | None = None
+        self.assigned: set[int] = set()
         self._state_written = 0.0
 
     def request_stop(self, *_args) -> None:
@@ -70,22 +72,43 @@ class EventConsumer:
     def run(self) -> int:
         self._open_store_until_ready()
         self._ensure_topic_until_ready()
-        self.consumer.subscribe([self.settings.kafka_topic_events], on_lost=self._on_lost)
+        self.consumer.subscribe([self.settings.kafka_topic_events], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("consuming", extra={"topic": self.settings.kafka_topic_events,
                                      "group": self.settings.kafka_consumer_group,
                                      "db_path": str(self.settings.db_path)})
         while not self.stop_requested:
             self.step()
+        if self.settings.embedded_broker:
+            self.drain()
         self.close()
         return 0
 
+    def drain(self) -> None:
+        """The embedded broker stops right after us and forgets everything it holds, and the
+        API (stopped first) has flushed its last events into it: persist those before leaving."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        quiet_rounds = 0
+        while quiet_rounds < 2 and time.monotonic() < deadline:
+            quiet_rounds = quiet_rounds + 1 if self.step() == 0 else 0
+        log.info("drained before stopping", extra={"persisted": self.persisted})
+
     def step(self) -> int:
         """Consume and persist one batch; return how many messages it held."""
-        messages = [m for m in self.consumer.consume(BATCH_SIZE, BATCH_WAIT) if self._usable(m)]
+        messages = [m for m in self._next_batch() if self._usable(m)]
         if messages and self._persist(messages):
             self._commit(messages)
         self._write_state()
         return len(messages)
+
+    def _next_batch(self) -> list:
+        # consume(n, t) waits for n messages or t seconds (FACTS.md), which would add t to every
+        # event's latency at low traffic. Wait for the first message alone, then take whatever
+        # else is already fetched: low latency when quiet, full batches under load.
+        first = self.consumer.poll(BATCH_WAIT)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(BATCH_SIZE - 1, 0)]
 
     def _write_state(self, force: bool = False) -> None:
         """DATA_DIR/consumer-state.json, at most once a second: what the agent reports."""
@@ -95,7 +118,8 @@ class EventConsumer:
         self._state_written = now
         state = {"at": events.utc_now_iso(), "db_failing": self.last_db_error is not None,
                  "last_db_error": self.last_db_error, "db_errors": self.db_errors,
-                 "persisted": self.persisted, "dead_letters": self.dead_letters}
+                 "persisted": self.persisted, "dead_letters": self.dead_letters,
+                 "assigned_partitions": sorted(self.assigned)}
         path = self.settings.data_dir / STATE_FILE
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +200,17 @@ class EventConsumer:
             # The rows are safe; the batch will be redelivered and ignored as duplicates.
             log.warning("offset commit failed", extra={"error": str(exc.args[0])})
 
+    def _on_assign(self, consumer, partitions) -> None:
+        self.assigned = {p.partition for p in partitions}
+        log.info("partitions assigned", extra={"partitions": sorted(self.assigned)})
+        self._write_state(force=True)
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        self.assigned -= {p.partition for p in partitions}
+        self._write_state(force=True)
+
     def _on_lost(self, consumer, partitions) -> None:
+        self.assigned -= {p.partition for p in partitions}
         log.warning("partitions lost (broker restart or session timeout); rejoining",
                     extra={"partitions": [p.partition for p in partitions]})
 

@@ -213,5 +213,12 @@ def _cell(value) -> str:
 
 
 def machine() -> str:
+    """What the figures depend on: cores, platform, load (other work shares these machines)
+    and the appliance code measured (the commit, +dirty when appliance/ has local changes)."""
     import platform
-    return f"{os.cpu_count()} cores, {platform.platform(terse=True)}, Python {platform.python_version()}"
+    git = ["git", "-C", str(REPO)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "appliance"], capture_output=True, text=True).stdout.strip()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{os.cpu_count()} cores, {platform.platform(terse=True)}, Python {platform.python_version()}, "
+            f"load avg {load}, appliance @ {commit or '?'}{'+dirty' if dirty else ''}")

@@ -170,17 +170,19 @@ def run_persist_only(settings: Settings, messages: list[Message]) -> float:
 
 
 def run_consumer(settings: Settings, total: int, timeout: float = 120) -> float:
+    """Seconds from partition assignment until every event is persisted."""
     consumer = EventConsumer(settings)
     try:
         consumer.store.open()
         assigned: list[float] = []
         consumer.consumer.subscribe([settings.kafka_topic_events],
                                     on_assign=lambda *_: assigned.append(time.perf_counter()))
-        deadline = time.monotonic() + timeout
+        deadline, steps = time.monotonic() + timeout, 0
         while sum(consumer.persisted.values()) < total:
             if time.monotonic() > deadline:
                 raise SystemExit(f"consumer persisted {consumer.persisted} of {total} in {timeout}s")
-            consumer.step()
+            steps += 1 if consumer.step() else 0
+        print(f"         consumer: {steps} non-empty batches, mean {total / steps:.0f} events each")
         return time.perf_counter() - assigned[0]
     finally:
         consumer.close()
