@@ -20,7 +20,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from . import logs, probes, status_store, supervise
+from . import logs, metrics, probes, status_store, supervise
+from .metrics import M
 from .config import Settings
 from .consumer import STATE_FILE
 from .version import __version__
@@ -58,6 +59,7 @@ class Agent:
         """Probe everything once and record it; a failing probe is DOWN, never a crash."""
         results = {name: self._safely(name, probe) for name, probe in self.probes().items()}
         results.update(self._safely_many("process", self.process_states))
+        publish_metrics(results)
         try:
             status_store.record(results, datetime.now(timezone.utc), self.settings.status_interval,
                                 __version__)
@@ -133,6 +135,7 @@ class Agent:
         previous = self._pids.get(name)
         if pid and previous and pid != previous:
             self.restarts[name] = self.restarts.get(name, 0) + 1
+            metrics.mark_dead(previous)  # its live gauges go; its counters still count
         if pid:
             self._pids[name] = pid
 
@@ -195,6 +198,18 @@ class Agent:
             time.sleep(0.05)
 
 
+def publish_metrics(results: dict[str, probes.Result]) -> None:
+    for name, (state, _, data) in results.items():
+        value = metrics.component_value(state)
+        if value is not None:  # DISABLED components get no series
+            M.component_up.labels(component=name).set(value)
+        if name == "kafka":
+            for partition, lag in data.get("lag", {}).items():
+                M.consumer_lag.labels(partition=partition).set(lag)
+        if name == "process.broker" and "rss_mb" in data:
+            M.broker_rss.set(data["rss_mb"] * 1024 * 1024)
+
+
 def rss_mb(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/status") as status:
@@ -208,6 +223,7 @@ def rss_mb(pid: int) -> float:
 
 def main(settings: Settings) -> int:
     logs.configure(settings.log_level)
+    metrics.init(settings.metrics_dir, "agent", __version__)
     agent = Agent(settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, agent.request_stop)

@@ -7,12 +7,13 @@ import sys
 
 from confluent_kafka import KafkaException
 
-from . import logs
+from . import logs, metrics
 from .app import create_app
 from .config import Settings
 from .events import DisabledSink, EventSink
 from .server import ApiServer, bind
 from .services import Services
+from .version import __version__
 
 log = logging.getLogger("appliance.api")
 
@@ -40,6 +41,7 @@ def build_sink(settings: Settings) -> EventSink:
 
 def main(settings: Settings) -> int:
     logs.configure(settings.log_level)
+    metrics.init(settings.metrics_dir, "api", __version__)
     try:
         sock = bind(settings.host, settings.port)
         sink = build_sink(settings)

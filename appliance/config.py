@@ -155,6 +155,7 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("STATUS_INTERVAL", "status_interval", as_float_range(0.5, 3600)),
     ("STATUS_DB_PATH", "status_db_path", as_path),
     ("PROMETHEUS_URL", "prometheus_url", as_optional_str),
+    ("METRICS_DIR", "metrics_dir", as_path),
 )
 
 NAMED_KAFKA_VARIABLES = frozenset(name for name, _, _ in VARIABLES if name.startswith("KAFKA_"))
@@ -192,6 +193,7 @@ class Settings:
     status_interval: float = 5.0  # seconds between the agent's probes
     status_db_path: Path | None = None  # default: <data_dir>/status.db (the agent's own file)
     prometheus_url: str | None = None
+    metrics_dir: Path | None = None  # default: <data_dir>/metrics (prometheus multiprocess files)
 
     def __post_init__(self) -> None:
         # Derived paths default inside DATA_DIR so two appliances with different DATA_DIR
@@ -200,6 +202,8 @@ class Settings:
             object.__setattr__(self, "db_path", self.data_dir / "events.db")
         if self.spool_dir is None:
             object.__setattr__(self, "spool_dir", self.data_dir / "spool")
+        if self.metrics_dir is None:
+            object.__setattr__(self, "metrics_dir", self.data_dir / "metrics")
         if self.status_db_path is None:
             object.__setattr__(self, "status_db_path", self.data_dir / "status.db")
 

@@ -19,9 +19,11 @@ from typing import Any
 import peewee
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from . import events, logs, persist, store
+from . import events, logs, metrics, persist, store
 from .config import Settings
 from .kafkautil import RateLimitFilter, base_config, ensure_topic
+from .metrics import M
+from .version import __version__
 
 log = logging.getLogger("appliance.consumer")
 BATCH_SIZE = 500  # FACTS.md: a synchronous commit per 500 reached ~149k msg/s on Tansu
@@ -153,11 +155,14 @@ class EventConsumer:
             return False
         self._backoff = BACKOFF_START
         self.last_db_error = None
+        M.batch_duration.observe(time.perf_counter() - started)
         for model, rows in batch.rows.items():
             name = model._meta.table_name
             self.persisted[name] = self.persisted.get(name, 0) + len(rows)
+            M.persisted.labels(table=name).inc(len(rows))
         if batch.dead_letters:
             self.dead_letters += len(batch.dead_letters)
+            M.dead_letters.inc(len(batch.dead_letters))
             log.warning("dead letters stored", extra={"count": len(batch.dead_letters),
                                                       "first_error": batch.dead_letters[0]["error"]})
         log.debug("batch persisted", extra={"messages": len(messages),
@@ -167,6 +172,7 @@ class EventConsumer:
     def _database_failed(self, messages: list, exc: Exception) -> None:
         """Keep running: rewind to the batch's first offsets and retry after a back-off."""
         self.db_errors += 1
+        M.db_errors.inc()
         self.last_db_error = f"{type(exc).__name__}: {exc}"
         self._write_state(force=True)
         self.store.close()
@@ -252,6 +258,7 @@ class EventConsumer:
 
 def main(settings: Settings) -> int:
     logs.configure(settings.log_level)
+    metrics.init(settings.metrics_dir, "consumer", __version__)
     if not settings.kafka_enabled:
         log.warning("KAFKA_BROKERS not set: nothing to consume; idling until stopped")
         return idle_until_signal()

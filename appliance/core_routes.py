@@ -7,7 +7,7 @@ from typing import Any
 
 import bottle
 
-from . import events
+from . import events, metrics
 from .httpjson import error_response
 from .openapi import openapi_document
 from .services import Services
@@ -51,6 +51,14 @@ def add_core_routes(app: bottle.Bottle, services: Services) -> None:
     def version() -> dict[str, Any]:
         return {"version": __version__, "python": platform.python_version(),
                 "commit": services.commit}
+
+    @app.get("/metrics")
+    def metrics_():
+        try:
+            body, content_type = metrics.exposition(bottle.request.get_header("Accept"))
+        except Exception as exc:  # the metrics machinery failed: say so, keep everything else up
+            return error_response(503, f"metrics unavailable: {exc}")
+        return bottle.HTTPResponse(body, status=200, headers={"Content-Type": content_type})
 
     @app.get("/openapi.json")
     def openapi() -> dict[str, Any]:

@@ -27,6 +27,11 @@ RESERVED_TYPES = frozenset({HTTP_REQUEST, HTTP_RESPONSE, ERROR})
 EVENT_TYPE_RE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 
 
+def type_label(event_type: str) -> str:
+    """Custom event types are the caller's: one metric label for all of them."""
+    return event_type if event_type in RESERVED_TYPES else "custom"
+
+
 def utc_now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

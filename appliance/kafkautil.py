@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .config import Settings
+from .metrics import M
 
 log = logging.getLogger("appliance.kafka")
 
@@ -62,6 +63,7 @@ class RateLimitFilter(logging.Filter):
         with self._lock:
             if now - self._last.get(key, -1e9) < self.interval:
                 self.suppressed += 1
+                M.librdkafka_log_suppressed.inc()
                 return False
             self._last[key] = now
             if len(self._last) > 1000:  # bounded memory for varied messages

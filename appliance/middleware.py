@@ -16,10 +16,13 @@ from .config import Settings
 from .httpjson import error_body
 from .ids import new_id, sane_request_id
 from .lifecycle import Lifecycle
+from .metrics import M
 from .netinfo import HostInfo
 
 access_log = logging.getLogger("appliance.access")
 UNMATCHED_ROUTE = "unmatched"  # one label for every unknown path: bounded cardinality
+# Any other method a client invents is counted as "other": label values stay bounded.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 StartResponse = Callable[..., Any]
 
@@ -85,6 +88,9 @@ class AuditMiddleware:
             "request_id": environ["sts.request_id"],
         }
         access_log.info("request", extra=fields)
+        method = fields["method"] if fields["method"] in KNOWN_METHODS else "other"
+        M.http_requests.labels(method, fields["route"], str(status)).inc()
+        M.http_duration.labels(method, fields["route"]).observe(duration_ms / 1000)
         if fields["path"] not in self.settings.events_exclude_paths:
             self._emit_events(environ, fields, sum(map(len, body)))
 

@@ -190,6 +190,15 @@ PATHS: dict[str, Any] = {
             "503": _error("events database not readable"),
         },
     }},
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics of every process (OpenMetrics when the scraper asks)",
+        "responses": {
+            "200": {"description": "exposition", "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}}}},
+            "503": _error("the metrics machinery failed (every other endpoint still works)"),
+        },
+    }},
     "/openapi.json": {"get": {
         "summary": "This document",
         "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},

@@ -20,6 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from . import events
 from .config import Settings
 from .kafkautil import RateLimitFilter, base_config, ensure_topic
+from .metrics import M
 from .spool import Headers, Spool
 
 log = logging.getLogger("appliance.producer")
@@ -27,6 +28,16 @@ PROBE_INTERVAL = 2.0  # seconds between broker probes: kafka_status follows with
 PROBE_TIMEOUT = 2.0  # seconds one metadata request may take
 REPLAY_BATCH = 500  # spooled messages produced per replay round
 REPLAY_FLUSH_TIMEOUT = 10.0  # seconds a replay round waits for its delivery reports
+
+
+def value_type(value: bytes | None) -> str:
+    """The event_type metric label of an encoded event, without parsing the JSON: delivery
+    reports carry neither our object nor the message headers, only the value."""
+    start = (value or b"").find(b'"event_type":"')
+    if start < 0:
+        return "unknown"
+    start += len(b'"event_type":"')
+    return events.type_label(value[start:value.find(b'"', start)].decode(errors="replace"))
 
 
 class Stats:
@@ -60,6 +71,7 @@ class KafkaEventSink:
         self._failed: list[tuple[bytes | None, bytes, Headers | None]] = []
         self._failed_lock = threading.Lock()
         self._replaying = False
+        self._sampled_at = 0.0
         self._replay_done: dict[bytes, bool] = {}
         self._client_logger = logging.getLogger("librdkafka")
         self._client_logger.addFilter(RateLimitFilter(interval=30.0))
@@ -119,10 +131,12 @@ class KafkaEventSink:
     def emit(self, event: dict[str, Any], headers: Headers | None = None) -> str:
         value = events.encode(event)
         key = event["request_id"].encode()
+        kind = events.type_label(event["event_type"])
         if self.kafka_up:
             try:
                 self._producer.produce(self.topic, value, key, headers=headers)
                 self.stats.add("queued")
+                M.produced.labels(kind, "queued").inc()
                 return "queued"
             except BufferError:
                 self._note_error("local queue full")
@@ -135,10 +149,18 @@ class KafkaEventSink:
             self.spool.append(messages)
         except Exception:  # disk full, spool removed: count it, never raise into a request
             self.stats.add("lost", len(messages))
+            self._count(messages, "lost")
             log.exception("could not spool events; they are lost", extra={"count": len(messages)})
             return "lost"
         self.stats.add("spooled", len(messages))
+        self._count(messages, "spooled")
+        M.spool_depth.set(self.spool.depth)
         return "spooled"
+
+    @staticmethod
+    def _count(messages, result: str) -> None:
+        for _, value, _ in messages:
+            M.produced.labels(value_type(value), result).inc()
 
     # --- callbacks (run on whichever thread polls) ----------------------------------------
 
@@ -147,11 +169,14 @@ class KafkaEventSink:
             self._replay_done[msg.value()] = err is None
             if err is None:
                 self.stats.add("delivered")
+                M.produced.labels(value_type(msg.value()), "delivered").inc()
             return
         if err is None:
             self.stats.add("delivered")
+            M.produced.labels(value_type(msg.value()), "delivered").inc()
             return
         self.stats.add("failed")
+        M.produced.labels(value_type(msg.value()), "failed").inc()
         self._note_error(err.str())
         with self._failed_lock:
             self._failed.append((msg.key(), msg.value(), msg.headers()))
@@ -177,6 +202,14 @@ class KafkaEventSink:
                 self._note_failure(exc.args[0])
                 self._stop.wait(0.1)
             self._spool_failed()
+            self._sample_gauges()
+
+    def _sample_gauges(self) -> None:
+        now = time.monotonic()
+        if now - self._sampled_at >= 1.0:
+            self._sampled_at = now
+            M.queue_length.set(len(self._producer))
+            M.spool_depth.set(self.spool.depth)
 
     def _spool_failed(self) -> None:
         with self._failed_lock:
@@ -212,6 +245,7 @@ class KafkaEventSink:
         self._set_up(True)
 
     def _set_up(self, up: bool) -> None:
+        M.kafka_up.set(1 if up else 0)
         if up != self.kafka_up:
             self.kafka_up = up
             self.state_since = events.utc_now_iso()

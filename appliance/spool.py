@@ -15,6 +15,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .metrics import M
+
 log = logging.getLogger("appliance.spool")
 
 Headers = list[tuple[str, bytes]]
@@ -95,6 +97,7 @@ class Spool:
         self.depth -= count
         self.bytes -= freed
         self.dropped += count
+        M.spool_dropped.inc(count)
         log.warning("spool full: dropped oldest events",
                     extra={"dropped": count, "dropped_total": self.dropped,
                            "max_bytes": self.max_bytes})

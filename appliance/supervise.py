@@ -78,6 +78,9 @@ def up(settings: Settings) -> int:
             return 1
         except NotRunning:
             settings.supervisor_socket.unlink()  # left behind by a killed supervisord
+    # Counters start from zero with the appliance: old processes' sample files would otherwise
+    # be summed in forever (prometheus_client multiprocess mode).
+    shutil.rmtree(settings.metrics_dir, ignore_errors=True)
     supervisord = shutil.which("supervisord", path=os.path.dirname(sys.executable)) or "supervisord"
     env = up_environment(settings, dict(os.environ))
     os.execvpe(supervisord, [supervisord, "-n", "-c", str(config_path())], env)

@@ -1,0 +1,158 @@
+"""Prometheus metrics shared by every process of the appliance.
+
+prometheus_client's multiprocess mode: each process (API, consumer, agent) writes its samples to
+memory-mapped files in METRICS_DIR; the API's /metrics merges them all. It was chosen over
+per-process endpoints because one scrape target then covers the whole appliance, and over a
+push from each process because the files survive a process restart (counters keep counting).
+`up` empties METRICS_DIR before supervisord starts the programs.
+
+Until ``init()`` runs (in-process unit tests, or when the machinery fails) every metric is a
+no-op, so nothing else in the appliance depends on metrics working.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger("appliance.metrics")
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+RESOURCE_INTERVAL = 5.0  # seconds between process CPU/memory samples
+
+
+class _NoOp:
+    def labels(self, *args, **kwargs) -> "_NoOp":
+        return self
+
+    def inc(self, *args, **kwargs) -> None: ...
+    def dec(self, *args, **kwargs) -> None: ...
+    def set(self, *args, **kwargs) -> None: ...
+    def observe(self, *args, **kwargs) -> None: ...
+
+
+class Metrics:
+    """Attribute access to every metric; all no-ops until ``init``."""
+
+    NAMES = ("http_requests", "http_duration", "kafka_up", "produced", "queue_length",
+             "spool_depth", "spool_dropped", "persisted", "batch_duration", "consumer_lag",
+             "db_errors", "dead_letters", "component_up", "build_info", "rss", "cpu",
+             "broker_rss", "librdkafka_log_suppressed")
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.directory: Path | None = None
+        for name in self.NAMES:
+            setattr(self, name, _NoOp())
+
+
+M = Metrics()
+
+
+def init(directory: Path, process: str, version: str) -> bool:
+    """Switch to multiprocess mode in ``directory`` and create the metrics; False on failure."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+        from prometheus_client import values
+        values.ValueClass = values.get_value_class()  # in case prometheus_client was imported early
+        _create(process, version)
+    except Exception as exc:  # metrics are an aid: a broken METRICS_DIR must not stop serving
+        log.warning("metrics disabled", extra={"error": repr(exc), "metrics_dir": str(directory)})
+        return False
+    M.enabled, M.directory = True, directory
+    _start_resource_sampler(process)
+    return True
+
+
+def _create(process: str, version: str) -> None:
+    from functools import partial
+
+    import prometheus_client as pc
+
+    # registry=None: in multiprocess mode the samples live in files that MultiProcessCollector
+    # reads; registering here too would only clash with the default process collector's names.
+    Counter, Gauge, Histogram = (partial(cls, registry=None)
+                                 for cls in (pc.Counter, pc.Gauge, pc.Histogram))
+
+    M.http_requests = Counter("http_requests_total", "HTTP requests handled",
+                              ["method", "route", "status"])
+    M.http_duration = Histogram("http_request_duration_seconds", "HTTP request duration by route",
+                                ["method", "route"], buckets=DURATION_BUCKETS)
+    M.kafka_up = Gauge("kafka_up", "1 while the API's producer reaches the broker", [],
+                       multiprocess_mode="livemax")
+    M.produced = Counter("kafka_events_produced_total", "Events handed to Kafka, by outcome",
+                         ["event_type", "result"])
+    M.queue_length = Gauge("kafka_producer_queue_length", "Messages in librdkafka's queue",
+                           multiprocess_mode="livesum")
+    M.spool_depth = Gauge("spool_depth", "Events waiting in the disk spool",
+                          multiprocess_mode="livemax")
+    M.spool_dropped = Counter("spool_dropped_total", "Events dropped because the spool was full")
+    M.persisted = Counter("consumer_events_persisted_total", "Events written to the database",
+                          ["table"])
+    M.batch_duration = Histogram("consumer_batch_duration_seconds", "Time to persist one batch",
+                                 buckets=DURATION_BUCKETS)
+    M.consumer_lag = Gauge("consumer_lag", "Events in Kafka not yet persisted, per partition",
+                           ["partition"], multiprocess_mode="livemax")
+    M.db_errors = Counter("consumer_db_errors_total", "Failed database writes (retried)")
+    M.dead_letters = Counter("dead_letters_total", "Messages stored as dead letters")
+    M.component_up = Gauge("component_up", "1 UP, 0.5 DEGRADED, 0 DOWN, per agent probe",
+                           ["component"], multiprocess_mode="livemax")
+    M.build_info = Gauge("build_info", "Version of the appliance", ["version"],
+                         multiprocess_mode="livemax")
+    M.rss = Gauge("process_resident_memory_bytes", "Resident memory per process", ["process"],
+                  multiprocess_mode="livesum")
+    M.cpu = Gauge("process_cpu_seconds", "CPU time used per process", ["process"],
+                  multiprocess_mode="livesum")
+    M.broker_rss = Gauge("embedded_broker_resident_memory_bytes", "Embedded broker's memory",
+                         multiprocess_mode="livemax")
+    M.librdkafka_log_suppressed = Counter("librdkafka_log_lines_suppressed_total",
+                                          "librdkafka log lines held back by the rate limit")
+    M.build_info.labels(version=version).set(1)
+
+
+def _start_resource_sampler(process: str) -> None:
+    def sample() -> None:
+        while True:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            M.cpu.labels(process=process).set(usage.ru_utime + usage.ru_stime)
+            M.rss.labels(process=process).set(_rss_bytes())
+            time.sleep(RESOURCE_INTERVAL)
+
+    threading.Thread(target=sample, name="metrics-resources", daemon=True).start()
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+def mark_dead(pid: int) -> None:
+    """Drop a dead process's live gauges (its counters keep counting toward the totals)."""
+    if M.enabled:
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(pid, str(M.directory))
+
+
+def exposition(accept: str | None) -> tuple[bytes, str]:
+    """The merged samples of every process, in the format the scraper asked for."""
+    from prometheus_client import CollectorRegistry, multiprocess
+    from prometheus_client.exposition import choose_encoder
+
+    if not M.enabled:
+        raise RuntimeError("metrics are not initialised in this process")
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(M.directory))
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
+
+
+def component_value(state: str) -> float | None:
+    return {"UP": 1.0, "DEGRADED": 0.5, "DOWN": 0.0}.get(state)
+
