@@ -7,7 +7,7 @@ import sys
 
 from confluent_kafka import KafkaException
 
-from . import logs, metrics
+from . import logs, metrics, tracing
 from .app import create_app
 from .config import Settings
 from .events import DisabledSink, EventSink
@@ -53,8 +53,14 @@ def main(settings: Settings) -> int:
         print(f"simple-time-service: {exc}", file=sys.stderr)
         return 2
     services = Services(settings, sink=sink)
+    tracing.init(settings, "api", services.host.pod_ip)
     if hasattr(sink, "start"):
         sink.start()
+
+    def stopped() -> None:
+        getattr(sink, "close", lambda: None)()
+        tracing.shutdown()
+
     server = ApiServer(create_app(settings, services), settings, services.lifecycle, sock,
-                       on_stopped=getattr(sink, "close", lambda: None))
+                       on_stopped=stopped)
     return server.serve()

@@ -118,6 +118,28 @@ def as_group(raw: str) -> str:
     return value
 
 
+def as_choice(*choices: str) -> Callable[[str], str]:
+    def convert(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError("one of " + ", ".join(choices))
+        return value
+
+    return convert
+
+
+def as_attributes(raw: str) -> dict[str, str]:
+    """OTEL_RESOURCE_ATTRIBUTES: key=value,key2=value2."""
+    pairs = [item.split("=", 1) for item in raw.split(",") if item.strip()]
+    if any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
+        raise ValueError("comma-separated key=value pairs, e.g. deployment.environment=prod")
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
+            "parentbased_always_off", "parentbased_traceidratio")
+
+
 def as_token(raw: str) -> str | None:
     value = raw.strip()
     if value and (len(value) < 8 or any(c.isspace() for c in value)):
@@ -150,6 +172,11 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("KAFKA_PARTITIONS", "kafka_partitions", as_int_range(1, 1000)),
     ("EVENTS_EXCLUDE_PATHS", "events_exclude_paths", as_path_list),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_endpoint", as_optional_str),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "otel_protocol", as_choice("grpc", "http/protobuf")),
+    ("OTEL_SERVICE_NAME", "otel_service_name", as_group),
+    ("OTEL_TRACES_SAMPLER", "otel_traces_sampler", as_choice(*SAMPLERS)),
+    ("OTEL_TRACES_SAMPLER_ARG", "otel_traces_sampler_arg", as_float_range(0, 1)),
+    ("OTEL_RESOURCE_ATTRIBUTES", "otel_resource_attributes", as_attributes),
     ("EMBEDDED_BROKER_PORT", "embedded_broker_port", as_port),
     ("EMBEDDED_BROKER_MAX_MB", "embedded_broker_max_mb", as_float_range(16, 1_000_000)),
     ("STATUS_INTERVAL", "status_interval", as_float_range(0.5, 3600)),
@@ -187,7 +214,12 @@ class Settings:
     kafka_partitions: int = 3
     kafka_extra: Mapping[str, str] = field(default_factory=dict)  # librdkafka properties
     events_exclude_paths: frozenset[str] = frozenset({"/healthz", "/readyz", "/metrics"})
-    otel_endpoint: str | None = None
+    otel_endpoint: str | None = None  # None: tracing off
+    otel_protocol: str = "grpc"
+    otel_service_name: str = "simple-time-service"
+    otel_traces_sampler: str = "parentbased_always_on"
+    otel_traces_sampler_arg: float = 1.0  # ratio for the *traceidratio samplers
+    otel_resource_attributes: Mapping[str, str] = field(default_factory=dict)
     embedded_broker_port: int = 19092  # 127.0.0.1 port of the embedded broker
     embedded_broker_max_mb: float = 256.0  # RSS at which the agent recycles the embedded broker
     status_interval: float = 5.0  # seconds between the agent's probes

@@ -19,7 +19,7 @@ from typing import Any
 import peewee
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from . import events, logs, metrics, persist, store
+from . import events, logs, metrics, persist, store, tracing
 from .config import Settings
 from .kafkautil import RateLimitFilter, base_config, ensure_topic
 from .metrics import M
@@ -141,7 +141,7 @@ class EventConsumer:
 
     def _persist(self, messages: list) -> bool:
         batch = persist.classify(messages, events.utc_now_iso())
-        started = time.perf_counter()
+        started, started_ns = time.perf_counter(), time.time_ns()
         try:
             db = self.store.open()
             with db.atomic():
@@ -156,6 +156,8 @@ class EventConsumer:
         self._backoff = BACKOFF_START
         self.last_db_error = None
         M.batch_duration.observe(time.perf_counter() - started)
+        if tracing.enabled():
+            self._trace(messages, started_ns)
         for model, rows in batch.rows.items():
             name = model._meta.table_name
             self.persisted[name] = self.persisted.get(name, 0) + len(rows)
@@ -168,6 +170,15 @@ class EventConsumer:
         log.debug("batch persisted", extra={"messages": len(messages),
                                             "ms": round((time.perf_counter() - started) * 1000, 2)})
         return True
+
+    def _trace(self, messages: list, started_ns: int) -> None:
+        """One CONSUMER span per persisted event, child of the span that produced it."""
+        topic = self.settings.kafka_topic_events
+        for msg in messages:
+            span = tracing.consumer_span(topic, msg.headers(), started_ns)
+            span.set_attributes({"messaging.kafka.offset": msg.offset(),
+                                 "messaging.destination.partition.id": str(msg.partition())})
+            span.end()
 
     def _database_failed(self, messages: list, exc: Exception) -> None:
         """Keep running: rewind to the batch's first offsets and retry after a back-off."""
@@ -262,10 +273,14 @@ def main(settings: Settings) -> int:
     if not settings.kafka_enabled:
         log.warning("KAFKA_BROKERS not set: nothing to consume; idling until stopped")
         return idle_until_signal()
+    tracing.init(settings, "consumer")
     consumer = EventConsumer(settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, consumer.request_stop)
-    return consumer.run()
+    try:
+        return consumer.run()
+    finally:
+        tracing.shutdown()
 
 
 def idle_until_signal() -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 import bottle
 
-from . import events
+from . import events, tracing
 from .services import Services
 from .httpjson import BadRequest, error_response, json_response, read_json_object
 
@@ -72,7 +72,7 @@ def add_kafka_routes(app: bottle.Bottle, services: Services) -> None:
         environ = bottle.request.environ
         event = events.make_event(event_type, environ["sts.request_id"], services.host.hostname,
                                   payload, environ.get("sts.trace_id"))
-        outcome = sink.emit(event, environ.get("sts.kafka_headers"))
+        outcome = tracing.emit_traced(sink, settings.kafka_topic_events, event)
         if outcome == "lost":
             return error_response(503, "event could not be queued or spooled; not accepted")
         return json_response(202, {"event_id": event["event_id"], "status": outcome})

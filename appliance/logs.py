@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from opentelemetry import trace
+
 # Attributes every LogRecord has; anything else passed through ``extra=`` becomes a JSON field.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -21,6 +23,10 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
+        if "trace_id" not in entry:
+            context = trace.get_current_span().get_span_context()
+            if context.is_valid:
+                entry["trace_id"] = format(context.trace_id, "032x")
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, separators=(",", ":"))

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any, Callable, Iterable
 
-from . import clientip, events
+from . import clientip, events, tracing
 from .config import Settings
 from .httpjson import error_body
 from .ids import new_id, sane_request_id
@@ -37,6 +37,13 @@ class AuditMiddleware:
         self.lifecycle = lifecycle
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if not tracing.enabled():
+            return self._handle(environ, start_response, None)
+        with tracing.server_span(environ, environ.get("REQUEST_METHOD", "")) as span:
+            environ["sts.trace_id"] = tracing.trace_id_of(span)
+            return self._handle(environ, start_response, span)
+
+    def _handle(self, environ: dict, start_response: StartResponse, span) -> Iterable[bytes]:
         started = time.perf_counter()
         request_id = sane_request_id(environ.get("HTTP_X_REQUEST_ID")) or new_id()
         client = clientip.resolve(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR"),
@@ -57,7 +64,10 @@ class AuditMiddleware:
             body = self._respond(environ, start)
         finally:
             self.lifecycle.leave()
-        self._record(environ, captured.get("status", 500), body, started)
+        status = captured.get("status", 500)
+        self._record(environ, status, body, started)
+        if span is not None:
+            describe_span(span, environ, status)
         return body
 
     def _respond(self, environ: dict, start: StartResponse) -> list[bytes]:
@@ -87,6 +97,8 @@ class AuditMiddleware:
             "user_ip": environ["sts.client"].user_ip,
             "request_id": environ["sts.request_id"],
         }
+        if environ.get("sts.trace_id"):
+            fields["trace_id"] = environ["sts.trace_id"]
         access_log.info("request", extra=fields)
         method = fields["method"] if fields["method"] in KNOWN_METHODS else "other"
         M.http_requests.labels(method, fields["route"], str(status)).inc()
@@ -104,7 +116,11 @@ class AuditMiddleware:
         request_bytes = int(environ.get("CONTENT_LENGTH") or 0) if str(
             environ.get("CONTENT_LENGTH") or "0").isdigit() else 0
         rid, host, trace_id = fields["request_id"], self.host.hostname, environ.get("sts.trace_id")
-        emit = self.sink.emit
+        topic = self.settings.kafka_topic_events
+
+        def emit(event: dict) -> str:
+            return tracing.emit_traced(self.sink, topic, event)
+
         emit(events.make_event(events.HTTP_REQUEST, rid, host, {**common, "bytes": request_bytes}, trace_id))
         emit(events.make_event(events.HTTP_RESPONSE, rid, host, {
             **common, "status": fields["status"], "duration_ms": fields["duration_ms"],
@@ -117,3 +133,21 @@ class AuditMiddleware:
                 "error": type(failure).__name__ if failure else "HTTPError",
                 "message": str(failure) if failure else "server error",
             }, trace_id))
+
+
+def describe_span(span, environ: dict, status: int) -> None:
+    """HTTP semantic-convention attributes, known only once the route has run."""
+    route = environ.get("bottle.route")
+    method = environ.get("REQUEST_METHOD", "")
+    span.update_name(f"{method} {route.rule}" if route is not None else method)
+    span.set_attributes({
+        "http.request.method": method, "url.path": environ.get("PATH_INFO", ""),
+        "http.route": route.rule if route is not None else UNMATCHED_ROUTE,
+        "http.response.status_code": status, "client.address": environ["sts.client"].user_ip,
+        "network.peer.address": environ.get("REMOTE_ADDR", ""),
+        "user_agent.original": environ.get("HTTP_USER_AGENT", ""),
+        "appliance.request_id": environ["sts.request_id"],
+    })
+    if status >= 500:
+        from opentelemetry.trace import Status, StatusCode
+        span.set_status(Status(StatusCode.ERROR))
