@@ -281,3 +281,22 @@ def test_consumer_sigterm_exits_cleanly_after_committing(tmp_path, broker, appli
     more = send_requests(app, 10, "t2")
     app.consumer.start()
     assert_rows_exactly(app, ids + more)
+
+
+def test_full_spool_drops_the_oldest_and_counts_every_drop(tmp_path, appliances):
+    app = appliances(tmp_path, f"127.0.0.1:{free_port()}", SPOOL_MAX_MB="0.01")  # ~10 KB
+    app.start_api()
+    send_requests(app, 60, "overflow")  # 120 events of ~450 bytes: far over the bound
+    status, kafka = probe(app, "/kafka/status")
+    assert status == 503
+    assert kafka["dropped"] > 0 and kafka["spool_bytes"] <= 0.01 * 1024 * 1024
+    assert kafka["dropped"] + kafka["spool_depth"] == kafka["spooled"]
+    assert "spool full: dropped oldest events" in app.api.output()
+
+
+def test_librdkafka_complaints_while_the_broker_is_down_are_rate_limited(tmp_path, appliances):
+    app = appliances(tmp_path, f"127.0.0.1:{free_port()}")
+    app.start_api()
+    time.sleep(6)  # librdkafka retries the connection several times a second
+    lines = [line for line in app.api.output().splitlines() if '"logger":"librdkafka"' in line]
+    assert 1 <= len(lines) <= 6, f"{len(lines)} librdkafka lines in 6 s"
