@@ -45,7 +45,7 @@ def _utc(iso: str) -> float:
 
 
 class RowWatcher(threading.Thread):
-    """Polls http_responses for new rows; ``seen[request_id] = (monotonic, persisted_at, occurred_at)``."""
+    """Polls http_responses for new rows; ``seen[request_id] = (perf_counter, persisted_at, occurred_at)``."""
 
     def __init__(self, db_path: Path, interval: float) -> None:
         super().__init__(daemon=True)
