@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from . import events, logs, metrics, persist, store, tracing
 from .config import Settings
-from .kafkautil import RateLimitFilter, base_config, ensure_topic
+from .kafkautil import base_config, client_logger, ensure_topic
 from .metrics import M
 from .version import __version__
 
@@ -34,7 +34,7 @@ STATE_FILE = "consumer-state.json"
 DRAIN_TIMEOUT = 10.0  # seconds the consumer keeps persisting after SIGTERM (embedded broker)
 
 
-def consumer_config(settings: Settings, client_logger: logging.Logger) -> dict[str, Any]:
+def consumer_config(settings: Settings, logger: logging.Logger) -> dict[str, Any]:
     return {
         "group.id": settings.kafka_consumer_group,
         "client.id": f"simple-time-service-consumer@{socket.gethostname()}",
@@ -48,7 +48,7 @@ def consumer_config(settings: Settings, client_logger: logging.Logger) -> dict[s
         "fetch.wait.max.ms": 10,
         **base_config(settings),
         "error_cb": lambda err: log.warning("kafka: %s", err.str()) if err.fatal() else None,
-        "logger": client_logger,
+        "logger": logger,
     }
 
 
@@ -60,9 +60,7 @@ class EventConsumer:
         self.persisted: dict[str, int] = {}
         self.dead_letters = 0
         self.db_errors = 0
-        client_logger = logging.getLogger("librdkafka.consumer")
-        client_logger.addFilter(RateLimitFilter(interval=30.0))
-        self.consumer = Consumer(consumer_config(settings, client_logger))
+        self.consumer = Consumer(consumer_config(settings, client_logger("librdkafka.consumer")))
         self._backoff = BACKOFF_START
         self.last_db_error: str | None = None
         self.assigned: set[int] = set()
@@ -146,10 +144,8 @@ class EventConsumer:
             db = self.store.open()
             with db.atomic():
                 for model, rows in batch.rows.items():
-                    for chunk in peewee.chunked(rows, 100):  # stay under SQLite's variable limit
-                        model.insert_many(chunk).on_conflict_ignore().execute()
-                if batch.dead_letters:
-                    store.DeadLetter.insert_many(batch.dead_letters).on_conflict_ignore().execute()
+                    store.insert_ignore(model, rows)
+                store.insert_ignore(store.DeadLetter, batch.dead_letters)
         except DB_ERRORS as exc:
             self._database_failed(messages, exc)
             return False

@@ -57,6 +57,8 @@ def encode(event: dict[str, Any]) -> bytes:
 class EventSink(Protocol):
     """Where the API hands events: the Kafka producer, or nothing when Kafka is off."""
 
+    enabled: bool  # False: the middleware does not build events at all
+
     @property
     def kafka_up(self) -> bool: ...
 
@@ -66,9 +68,10 @@ class EventSink(Protocol):
 
 
 class DisabledSink:
-    """Kafka not configured: the original degraded mode. Events are counted, not kept."""
+    """Kafka not configured: the original degraded mode. Events are not even built."""
 
     kafka_up = False
+    enabled = False
 
     def __init__(self) -> None:
         self.discarded = 0

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .config import Settings
+from .logs import RateLimitFilter
 from .metrics import M
 
 log = logging.getLogger("appliance.kafka")
@@ -44,29 +43,11 @@ def ensure_topic(client, settings: Settings, timeout: float) -> int:
     return settings.kafka_partitions
 
 
-class RateLimitFilter(logging.Filter):
-    """Let one line per (logger, message) through per ``interval``; count what it holds back.
-
-    librdkafka logs a connection failure about ten times a second while a broker is down.
-    """
-
-    def __init__(self, interval: float) -> None:
-        super().__init__()
-        self.interval = interval
-        self.suppressed = 0
-        self._last: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.getMessage()[:60])  # stable prefix: facility and peer
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last.get(key, -1e9) < self.interval:
-                self.suppressed += 1
-                M.librdkafka_log_suppressed.inc()
-                return False
-            self._last[key] = now
-            if len(self._last) > 1000:  # bounded memory for varied messages
-                self._last.clear()
-        record.suppressed_total = self.suppressed
-        return True
+def client_logger(name: str) -> logging.Logger:
+    """The logger librdkafka writes through: JSON like ours, and rate-limited (and counted),
+    because librdkafka logs a connection failure about ten times a second while a broker is
+    down."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RateLimitFilter) for f in logger.filters):
+        logger.addFilter(RateLimitFilter(30.0, on_suppress=lambda: M.librdkafka_log_suppressed.inc()))
+    return logger

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
+from typing import Callable
 
 from opentelemetry import trace
 
@@ -39,3 +41,40 @@ def configure(level: str, stream=None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Waitress warns "Task queue depth is N" for every request that waits for a free thread:
+    # under saturation that is one line per request. Keep the signal, not the flood.
+    queue_logger = logging.getLogger("waitress.queue")
+    if not queue_logger.filters:
+        queue_logger.addFilter(RateLimitFilter(interval=30.0))
+
+
+class RateLimitFilter(logging.Filter):
+    """Let one line per (logger, message template, first argument) through per ``interval``.
+
+    The first argument tells librdkafka's facilities apart ("%s [%s] %s" % (fac, ...)); the
+    template groups "Task queue depth is %d" whatever the depth."""
+
+    def __init__(self, interval: float, on_suppress: Callable[[], None] = lambda: None) -> None:
+        super().__init__()
+        self.interval = interval
+        self.on_suppress = on_suppress
+        self.suppressed = 0
+        self._last: dict[tuple[str, str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # A template that starts with its argument ("%s [%s] %s") is told apart by it.
+        first = (str(record.args[0]) if str(record.msg).startswith("%s")
+                 and isinstance(record.args, tuple) and record.args else "")
+        key = (record.name, str(record.msg)[:120], first[:60])
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(key, -1e9) < self.interval:
+                self.suppressed += 1
+                self.on_suppress()
+                return False
+            self._last[key] = now
+            if len(self._last) > 1000:  # bounded memory for varied messages
+                self._last.clear()
+        record.suppressed_total = self.suppressed
+        return True

@@ -103,7 +103,7 @@ class AuditMiddleware:
         method = fields["method"] if fields["method"] in KNOWN_METHODS else "other"
         M.http_requests.labels(method, fields["route"], str(status)).inc()
         M.http_duration.labels(method, fields["route"]).observe(duration_ms / 1000)
-        if fields["path"] not in self.settings.events_exclude_paths:
+        if self.sink.enabled and fields["path"] not in self.settings.events_exclude_paths:
             self._emit_events(environ, fields, sum(map(len, body)))
 
     def _emit_events(self, environ: dict, fields: dict, response_bytes: int) -> None:

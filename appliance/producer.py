@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from . import events
 from .config import Settings
-from .kafkautil import RateLimitFilter, base_config, ensure_topic
+from .kafkautil import base_config, client_logger, ensure_topic
 from .metrics import M
 from .spool import Headers, Spool
 
@@ -55,6 +55,7 @@ class Stats:
 
 
 class KafkaEventSink:
+    enabled = True
     def __init__(self, settings: Settings, spool: Spool) -> None:
         self.settings = settings
         self.topic = settings.kafka_topic_events
@@ -73,8 +74,7 @@ class KafkaEventSink:
         self._replaying = False
         self._sampled_at = 0.0
         self._replay_done: dict[bytes, bool] = {}
-        self._client_logger = logging.getLogger("librdkafka")
-        self._client_logger.addFilter(RateLimitFilter(interval=30.0))
+        self._client_logger = client_logger("librdkafka")
         self._producer = self._new_producer()
         self._threads = [threading.Thread(target=self._poll_loop, name="kafka-poller", daemon=True),
                          threading.Thread(target=self._keep_loop, name="kafka-keeper", daemon=True)]

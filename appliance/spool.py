@@ -47,12 +47,23 @@ def _decode_headers(text: str | None) -> Headers:
     return [(k, v.encode("latin-1")) for k, v in json.loads(text)] if text else []
 
 
+class _Ticket:
+    """One caller's rows waiting for a group commit."""
+
+    __slots__ = ("rows", "done", "error")
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows, self.done, self.error = rows, False, None
+
+
 class Spool:
     def __init__(self, directory: Path, max_bytes: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "spool.db"
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one committer (and reader) at a time
+        self._queue_lock = threading.Lock()  # guards the queue of rows waiting for a commit
+        self._queue: list[_Ticket] = []
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -64,21 +75,44 @@ class Spool:
         self.appended = 0  # since this process started
 
     def append(self, messages: list[tuple[bytes | None, bytes, Headers | None]]) -> None:
-        """Store messages at the tail, in order; drop the oldest if over the bound."""
+        """Store messages at the tail, in order, and return once they are committed.
+
+        Group commit: while one thread commits, others queue their rows; the next thread to get
+        the lock commits everything queued in one transaction. Under load (Kafka down, every
+        request thread spooling) that is one transaction for many events instead of one each,
+        and no caller returns before its rows are on disk."""
         if not messages:
             return
-        rows = [(key, value, _encode_headers(headers), len(value) + len(key or b""))
-                for key, value, headers in messages]
+        ticket = _Ticket([(key, value, _encode_headers(headers), len(value) + len(key or b""))
+                          for key, value, headers in messages])
+        with self._queue_lock:
+            self._queue.append(ticket)
         with self._lock:
+            if not ticket.done:
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._commit(group)
+        if ticket.error is not None:
+            raise ticket.error
+
+    def _commit(self, group: list["_Ticket"]) -> None:
+        rows = [row for ticket in group for row in ticket.rows]
+        try:
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.executemany(
                     "INSERT INTO spool (key, value, headers, size) VALUES (?, ?, ?, ?)", rows)
-            self.depth += len(rows)
-            self.bytes += sum(row[3] for row in rows)
-            self.appended += len(rows)
-            if self.bytes > self.max_bytes:
-                self._drop_oldest()
+        except Exception as exc:  # every waiting caller learns its rows were not kept
+            for ticket in group:
+                ticket.done, ticket.error = True, exc
+            return
+        for ticket in group:
+            ticket.done = True
+        self.depth += len(rows)
+        self.bytes += sum(row[3] for row in rows)
+        self.appended += len(rows)
+        if self.bytes > self.max_bytes:
+            self._drop_oldest()
 
     def _drop_oldest(self) -> None:
         # Walk from the head until enough bytes are freed; one transaction for delete + count.

@@ -91,6 +91,21 @@ class DeadLetter(BaseModel):
         table_name = "dead_letters"
 
 
+def insert_ignore(model: type[BaseModel], rows: list[dict]) -> None:
+    """INSERT OR IGNORE rows (all with the same keys) in one executemany.
+
+    peewee's insert_many builds the SQL value by value: measured 4-5x slower than this for
+    the consumer's batches (bench/consumer_throughput.py). The statement only depends on the
+    model and the keys, so it is built once per call from the model's own metadata."""
+    if not rows:
+        return
+    names = list(rows[0])
+    columns = ", ".join(f'"{model._meta.fields[name].column_name}"' for name in names)
+    sql = (f'INSERT OR IGNORE INTO "{model._meta.table_name}" ({columns}) '
+           f'VALUES ({", ".join("?" * len(names))})')
+    model._meta.database.cursor().executemany(sql, [tuple(row[n] for n in names) for row in rows])
+
+
 EVENT_MODELS = (HttpRequest, HttpResponse, ErrorEvent, CustomEvent)
 ALL_MODELS = (*EVENT_MODELS, DeadLetter)
 

@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .config import Settings
-from .kafkautil import RateLimitFilter
+from .logs import RateLimitFilter
 from .version import __version__
 
 log = logging.getLogger("appliance.tracing")

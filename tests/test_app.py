@@ -29,6 +29,7 @@ class UpSink:
     """An event sink that reports Kafka as reachable and keeps what it is given."""
 
     kafka_up = True
+    enabled = True
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []

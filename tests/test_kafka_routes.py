@@ -18,6 +18,7 @@ class RecordingSink:
     """Stands in for the producer: records what the API hands over."""
 
     kafka_up = True
+    enabled = True
 
     def __init__(self, outcome: str = "queued") -> None:
         self.outcome = outcome
