@@ -270,6 +270,8 @@ class KafkaEventSink:
     def _replay(self) -> None:
         """Send spooled messages oldest first; remove each only after Kafka acknowledged it."""
         while self.kafka_up and not self._stop.is_set():
+            if self.settings.kafka_pause_file.exists():
+                return  # the agent recycles the broker: let the next probe turn us DOWN
             batch = self.spool.peek(REPLAY_BATCH)
             if not batch:
                 return

@@ -63,12 +63,12 @@ def _check_mode(app: common.Appliance, name: str, mode: str) -> None:
         raise SystemExit(f"{name}: expected kafka_status {expected}, got {status} {body}")
 
 
-def schedule(names: list[str], rounds: int) -> list[str]:
+def schedule(names: list[str], rounds: int, base: str = BASE) -> list[str]:
     order = []
     for _ in range(rounds):
         for name in names:
-            order += [BASE, name]
-    return order + [BASE]
+            order += [base, name]
+    return order + [base]
 
 
 def measure_all(urls: dict, order: list[str], load, seconds: float, connections: int) -> list:
@@ -83,9 +83,9 @@ def measure_all(urls: dict, order: list[str], load, seconds: float, connections:
     return runs
 
 
-def summarize(runs: list, names: list[str]) -> str:
-    base = [r for n, r in runs if n == BASE]
-    rows = [[BASE, common.median([r["rps"] for r in base]), common.median([r["p50"] for r in base]),
+def summarize(runs: list, names: list[str], base_name: str = BASE) -> str:
+    base = [r for n, r in runs if n == base_name]
+    rows = [[base_name, common.median([r["rps"] for r in base]), common.median([r["p50"] for r in base]),
              common.median([r["p99"] for r in base]), "1 (baseline)", "1", "1",
              f"{min(r['rps'] for r in base):,.0f}-{max(r['rps'] for r in base):,.0f}"]]
     for name in names:
