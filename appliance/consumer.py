@@ -13,6 +13,7 @@ import logging
 import signal
 import socket
 import sqlite3
+import sys
 import time
 from typing import Any
 
@@ -270,7 +271,12 @@ def main(settings: Settings) -> int:
         log.warning("KAFKA_BROKERS not set: nothing to consume; idling until stopped")
         return idle_until_signal()
     tracing.init(settings, "consumer")
-    consumer = EventConsumer(settings)
+    try:
+        consumer = EventConsumer(settings)
+    except KafkaException as exc:
+        print(f"simple-time-service: invalid Kafka client configuration (KAFKA_* variables): "
+              f"{exc.args[0].str()}", file=sys.stderr)
+        return 2
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, consumer.request_stop)
     try:

@@ -1,0 +1,111 @@
+"""The agent's probes: each component's state from the real thing it looks at."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from appliance import probes, store
+from appliance.config import Settings
+from appliance.spool import Spool
+from procs import IN_CI, Appliance, free_port, wait_until
+
+
+def settings(tmp_path, **env) -> Settings:
+    return Settings.from_env({"DATA_DIR": str(tmp_path), **env})
+
+
+def test_unconfigured_components_are_disabled(tmp_path):
+    s = settings(tmp_path)
+    assert probes.otel(s)[0] == "DISABLED"
+    assert probes.prometheus(s)[0] == "DISABLED"
+    assert probes.spool(s)[0] == "DISABLED"
+    assert probes.KafkaProbe(s)()[0] == "DISABLED"
+
+
+def test_collector_is_down_when_nothing_listens_and_up_when_it_does(tmp_path):
+    port = free_port()
+    assert probes.otel(settings(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}"))[0] == "DOWN"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        assert probes.otel(settings(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint))[0] == "UP"
+
+
+def test_unreachable_kafka_is_down(tmp_path):
+    state, detail, _ = probes.KafkaProbe(settings(tmp_path, KAFKA_BROKERS=f"127.0.0.1:{free_port()}"))()
+    assert state == "DOWN" and "not reachable" in detail
+
+
+def test_spool_with_waiting_events_is_degraded(tmp_path):
+    s = settings(tmp_path, KAFKA_BROKERS="127.0.0.1:9")
+    assert probes.spool(s) == ("UP", "empty", {"depth": 0, "dropped": 0})
+    spool = Spool(s.spool_dir, 1_000_000)
+    spool.append([(b"k", b"v" * 10, None)] * 3)
+    spool.close()
+    state, detail, data = probes.spool(s)
+    assert (state, data["depth"]) == ("DEGRADED", 3) and "3 events waiting" in detail
+
+
+def test_database_states(tmp_path):
+    s = settings(tmp_path)
+    assert probes.database(s, None)[0] == "DOWN"  # not created yet
+    db = store.Store(s.db_path)
+    db.open()
+    db.close()
+    state, _, data = probes.database(s, {"db_failing": False})
+    assert state == "UP" and data["rows"]["http_requests"] == 0
+    state, detail, _ = probes.database(s, {"db_failing": True, "last_db_error": "disk full"})
+    assert state == "DOWN" and "disk full" in detail
+    with open(s.db_path, "r+b") as corrupt:
+        corrupt.write(b"not a database at all" * 10)
+    assert probes.database(s, None)[0] == "DOWN"
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """A real Prometheus (Debian package) scraping one target we name."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        if IN_CI:
+            pytest.fail("prometheus is required in CI (Debian package prometheus)")
+        pytest.skip("prometheus not installed")
+    started = []
+
+    def start(target_port: int) -> str:
+        port = free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s}\n"
+            "scrape_configs:\n"
+            f"  - job_name: sts\n    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n")
+        process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+             f"--storage.tsdb.path={tmp_path / 'tsdb'}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(process)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(10)
+
+
+def test_prometheus_scraping_this_appliance_is_up(tmp_path, prometheus):
+    app = Appliance(tmp_path, None)
+    app.start_api()
+    try:
+        url = prometheus(app.port)
+        s = settings(tmp_path, PROMETHEUS_URL=url, PORT=str(app.port))
+        state = wait_until(lambda: probes.prometheus(s)[0] == "UP" and "UP", 30, 0.5, "scrape UP")
+        assert state == "UP"
+        other = settings(tmp_path, PROMETHEUS_URL=url, PORT=str(free_port()))
+        assert probes.prometheus(other)[0] == "DEGRADED"  # ready, but not scraping that port
+    finally:
+        app.stop()
+    assert probes.prometheus(settings(tmp_path, PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}"))[0] == "DOWN"
