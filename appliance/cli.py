@@ -45,6 +45,16 @@ def run_version(_settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def run_dashboard(settings: Settings, args: argparse.Namespace) -> int:
+    from dashboard.app import run
+    return run(args.url, args.token or settings.api_token, args.interval)
+
+
+def dashboard_options(command: argparse.ArgumentParser) -> None:
+    from dashboard.options import add_arguments  # argparse only: no Textual import here
+    add_arguments(command)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
     "api": ("serve the HTTP API in the foreground", run_api),
     "consumer": ("persist events from Kafka into SQLite in the foreground", run_consumer),
@@ -54,7 +64,9 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     "ps": ("show the supervised processes", run_ps),
     "status": ("same as ps", run_ps),
     "version": ("print the version", run_version),
+    "dashboard": ("live terminal dashboard of an appliance (over HTTP)", run_dashboard),
 }
+OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"dashboard": dashboard_options}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -65,7 +77,8 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--version", action="version", version=__version__)
     sub = root.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, _) in COMMANDS.items():
-        sub.add_parser(name, help=help_text, description=help_text)
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        OPTIONS.get(name, lambda _command: None)(command)
     return root
 
 

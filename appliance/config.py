@@ -213,7 +213,9 @@ class Settings:
     kafka_consumer_group: str = "simple-time-group"
     kafka_partitions: int = 3
     kafka_extra: Mapping[str, str] = field(default_factory=dict)  # librdkafka properties
-    events_exclude_paths: frozenset[str] = frozenset({"/healthz", "/readyz", "/metrics"})
+    # Probes, scrapes and the dashboard's polls: audit rows for them would drown the real ones.
+    events_exclude_paths: frozenset[str] = frozenset(
+        {"/healthz", "/readyz", "/metrics", "/status", "/events", "/version", "/openapi.json"})
     otel_endpoint: str | None = None  # None: tracing off
     otel_protocol: str = "grpc"
     otel_service_name: str = "simple-time-service"

@@ -63,6 +63,8 @@ class EventConsumer:
         self.db_errors = 0
         self.consumer = Consumer(consumer_config(settings, client_logger("librdkafka.consumer")))
         self._backoff = BACKOFF_START
+        for model in store.EVENT_MODELS:  # export 0, not "absent", before the first row
+            M.persisted.labels(table=model._meta.table_name)
         self.last_db_error: str | None = None
         self.assigned: set[int] = set()
         self._state_written = 0.0

@@ -1,0 +1,3 @@
+import sys
+from .app import main
+sys.exit(main())

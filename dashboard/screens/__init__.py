@@ -1,0 +1,1 @@
+"""The dashboard's screens: main (everything live), detail (one event), help (the keys)."""

@@ -1,0 +1,35 @@
+"""The problem banner: why the data is missing or stale, and when the next attempt comes."""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ..client import ApplianceError
+from ..state import DashboardState
+
+
+def banner_lines(state: DashboardState, retry_in: float | None) -> list[tuple[str, str]]:
+    """(style class, text) per problem, the worst first; empty when all is well."""
+    countdown = "" if retry_in is None else f" — retrying in {max(0, math.ceil(retry_in))} s (r: now)"
+    failure = state.failure
+    if failure is not None:
+        what = ("Appliance unreachable at" if failure.kind == ApplianceError.UNREACHABLE
+                else "No status from")
+        return [("error", f"✖ {what} {state.url}: {failure.reason}{countdown}")]
+    lines = [("warning", f"▲ {reason}") for _, reason in sorted(state.problems.items())]
+    agent = state.agent
+    if state.status.get("stale") and agent.get("detail"):
+        lines.append(("warning", f"▲ status agent {str(agent.get('state', '')).lower()}: {agent['detail']}"))
+    return lines
+
+
+class Banner(Static):
+    """Hidden while there is nothing to say."""
+
+    def show(self, lines: list[tuple[str, str]]) -> None:
+        self.display = bool(lines)
+        self.set_class(any(kind == "error" for kind, _ in lines), "-error")
+        self.update(Text("\n".join(text for _, text in lines), overflow="ellipsis"))

@@ -1,0 +1,89 @@
+"""The live figures: label, latest value and a sparkline over the last minutes, one line each.
+
+The sparkline has one column per slice of time (not per sample), starts at zero, and leaves a
+blank where there was no data, so a reconnection gap shows as a gap and a lag of 100 -> 101 does
+not look like a spike (Textual's Sparkline scales min..max and ignores time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widget import Widget
+
+from ..format import figure_value
+from ..state import FIGURES, DashboardState
+
+BARS = "▁▂▃▄▅▆▇█"
+LABEL_WIDTH, VALUE_WIDTH = 10, 8
+
+
+def sparkline(points: list[tuple[float, float]], start: float, end: float, width: int) -> str:
+    """One character per (end-start)/width seconds: the slice's largest value, ' ' for none."""
+    if width <= 0 or end <= start:
+        return ""
+    step = (end - start) / width
+    slices: list[float | None] = [None] * width
+    for at, value in points:
+        index = int((at - start) / step)
+        if 0 <= index <= width:
+            index = min(index, width - 1)
+            current = slices[index]
+            slices[index] = value if current is None else max(current, value)
+    top = max((v for v in slices if v is not None), default=0.0)
+    out = []
+    for value in slices:
+        if value is None:
+            out.append(" ")
+        elif value <= 0 or top <= 0:
+            out.append(BARS[0])
+        else:
+            out.append(BARS[max(1, min(len(BARS) - 1, round(value / top * (len(BARS) - 1))))])
+    return "".join(out)
+
+
+@dataclass
+class FigureRow:
+    label: str
+    value: str
+    points: list[tuple[float, float]]
+    available: bool
+
+
+class FiguresPanel(Widget):
+    """Redrawn from the last ``show`` on every resize, so the sparklines always fit."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.rows: list[FigureRow] = []
+        self.span: tuple[float, float] = (0.0, 1.0)
+
+    def show(self, state: DashboardState, now: float) -> None:
+        self.span = (now - state.history_minutes * 60.0, now)
+        self.rows = [self._row(state, now, name, label, unit) for name, label, unit in FIGURES]
+        self.border_title = f"Last {state.history_minutes} min"
+        self.border_subtitle = {"ok": "from /metrics", "missing": "no /metrics: from /status",
+                                "failing": "/metrics failing: from /status"}.get(state.metrics_state, "")
+        self.refresh()
+
+    @staticmethod
+    def _row(state: DashboardState, now: float, name: str, label: str, unit: str) -> FigureRow:
+        points, latest, source = state.figure(name, now)
+        if not source:
+            return FigureRow(label, "n/a", [], False)
+        return FigureRow(label, figure_value(latest, unit), points, True)
+
+    def render(self) -> Text:
+        width = self.content_size.width
+        spark_width = max(0, width - LABEL_WIDTH - VALUE_WIDTH - 1)
+        text = Text(no_wrap=True, overflow="crop")
+        for index, row in enumerate(self.rows):
+            if index:
+                text.append("\n")
+            text.append(f"{row.label:<{LABEL_WIDTH}}", style="bold")
+            text.append(f"{row.value:>{VALUE_WIDTH}}", style="" if row.available else "dim")
+            if spark_width:
+                text.append(" ")
+                text.append(sparkline(row.points, *self.span, spark_width), style="cyan")
+        return text

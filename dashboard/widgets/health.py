@@ -1,0 +1,71 @@
+"""The health panel: one line per component, state word with symbol and colour, since when, detail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from ..format import duration, state_badge
+from ..metrics import parse_iso
+from ..state import DashboardState
+
+# component name -> label, in the order shown; unknown components follow, sorted
+LABELS = {
+    "api": "API", "kafka": "Kafka", "database": "Database", "spool": "Spool",
+    "otel": "OpenTelemetry", "prometheus": "Prometheus",
+    "process.api": "proc api", "process.consumer": "proc consumer",
+    "process.agent": "proc agent", "process.broker": "proc broker",
+    "processes": "processes",
+}
+
+
+def ordered(components: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    known = [(name, components[name]) for name in LABELS if name in components]
+    return known + sorted((n, c) for n, c in components.items() if n not in LABELS)
+
+
+def health_table(state: DashboardState, now: float) -> Table:
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column("state", width=10, no_wrap=True)
+    table.add_column("component", no_wrap=True)
+    table.add_column("for", justify="right", no_wrap=True)
+    table.add_column("detail", ratio=1, no_wrap=True, overflow="ellipsis")
+    for name, entry in ordered(state.components):
+        since = parse_iso(entry.get("since"))
+        badge, style = state_badge(entry.get("state"))
+        table.add_row(Text(badge, style=style), LABELS.get(name, name),
+                      Text(duration(None if since is None else now - since), style="dim"),
+                      str(entry.get("detail", "")))
+    agent = state.agent
+    if agent:
+        badge, style = state_badge(agent.get("state"))
+        table.add_row(Text(badge, style=style), "status agent", "", str(agent.get("detail", "")))
+    return table
+
+
+class HealthPanel(VerticalScroll):
+    """Scrolls when there are more components than lines."""
+
+    can_focus = False
+
+    def compose(self):
+        yield Static(id="health-table")
+
+    def show(self, state: DashboardState, now: float) -> None:
+        overall = state.status.get("overall")
+        if overall:
+            badge, _ = state_badge(overall)
+            stale = " (stale)" if state.status.get("stale") or state.unreachable else ""
+            self.border_title = f"Health {badge}{stale}"
+        else:
+            self.border_title = "Health"
+        self.set_class(bool(state.unreachable), "-stale")
+        body = self.query_one("#health-table", Static)
+        if state.components or state.agent:
+            body.update(health_table(state, now))
+        else:
+            body.update(Text("waiting for the first answer of /status…", style="dim"))

@@ -1,0 +1,445 @@
+"""The dashboard driven by Textual's Pilot against the real API.
+
+The appliance is the real ``python -m appliance api`` under Waitress on a free 127.0.0.1 port,
+its DATA_DIR in tmp_path. No Kafka: the events and status databases are written here with the
+project's own models (appliance.store, appliance.status_store), which is what the consumer and
+the agent would have written, so /events and /status answer real rows. Assertions read the
+rendered screen as text, as a person would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import io
+import json
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from rich.console import Console
+from textual.widgets import DataTable
+
+from appliance import cli, status_store, store
+from conftest import launch_server, run_cli
+from dashboard.app import DashboardApp
+from dashboard.client import ApplianceClient, ApplianceError
+from dashboard.metrics import Scrape, parse_scrape, quantile, rates
+from dashboard.screens.detail import EventDetailScreen
+from dashboard.screens.main import MainScreen
+from dashboard.state import DashboardState, Reading
+
+pytestmark = pytest.mark.e2e
+
+INTERVAL = 0.25  # seconds between polls: fast tests
+WAIT = 10.0  # seconds any one expected change gets to show on screen
+SCENARIO_TIMEOUT = 60.0  # seconds a whole Pilot scenario gets
+SIZE = (120, 40)
+TOKEN = "dashboard-test-token"
+
+ALL_UP = {
+    "api": ("UP", "answers /healthz", {}),
+    "kafka": ("DOWN", "broker 127.0.0.1:9 refused", {}),
+    "database": ("UP", "42 rows", {"rows": {"http_responses": 42}}),
+    "spool": ("DEGRADED", "12 events waiting", {"depth": 12, "dropped": 0}),
+    "otel": ("DISABLED", "no collector set", {}),
+    "prometheus": ("UP", "scraping this appliance", {}),
+    "process.consumer": ("UP", "running: pid 42", {}),
+}
+
+
+# --- writing what the consumer and the agent would have written ------------------------------
+
+
+def now_iso(seconds_ago: float = 0.0) -> str:
+    return status_store.iso(datetime.now(timezone.utc) - timedelta(seconds=seconds_ago))
+
+
+def record_status(data_dir: Path, results: dict[str, tuple[str, str, dict]]) -> None:
+    db = status_store.connect(data_dir / "status.db")
+    try:
+        # interval 60 s: the agent counts as alive for the whole test
+        status_store.record(results, datetime.now(timezone.utc), 60.0, "0.1.0")
+    finally:
+        db.close()
+
+
+def http_response(path: str = "/", status: int = 200, seconds_ago: float = 0.0) -> tuple[type, dict]:
+    at = now_iso(seconds_ago)
+    return store.HttpResponse, {
+        "event_id": str(uuid.uuid4()), "request_id": f"req-{uuid.uuid4().hex[:12]}",
+        "occurred_at": at, "hostname": "web-1", "persisted_at": at, "method": "GET",
+        "route": path, "path": path, "user_ip": "203.0.113.7", "status": status,
+        "duration_ms": 0.5, "bytes": 100}
+
+
+def custom_event(event_type: str, payload: dict, seconds_ago: float = 0.0) -> tuple[type, dict]:
+    at = now_iso(seconds_ago)
+    return store.CustomEvent, {
+        "event_id": str(uuid.uuid4()), "request_id": f"req-{uuid.uuid4().hex[:12]}",
+        "occurred_at": at, "hostname": "web-1", "persisted_at": at, "event_type": event_type,
+        "payload": json.dumps(payload)}
+
+
+def insert_events(data_dir: Path, *rows: tuple[type, dict]) -> None:
+    events_db = store.Store(data_dir / "events.db")
+    db = events_db.open()
+    try:
+        with db.atomic():
+            for model, fields in rows:
+                model.create(**fields)
+    finally:
+        events_db.close()
+
+
+# --- fixtures and Pilot helpers -----------------------------------------------------------------
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "data"
+    directory.mkdir()
+    record_status(directory, ALL_UP)
+    insert_events(directory, *(http_response(f"/seeded/{i}", seconds_ago=60 - i) for i in range(3)))
+    return directory
+
+
+@pytest.fixture
+def appliance(data_dir: Path):
+    server = launch_server(data_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def dashboard(url: str, token: str | None = None) -> DashboardApp:
+    return DashboardApp(ApplianceClient(url, token), interval=INTERVAL)
+
+
+def screen_text(app: DashboardApp) -> str:
+    """What the terminal shows right now, as plain text."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True,
+                      legacy_windows=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+def line_with(app: DashboardApp, needle: str) -> str:
+    return next((line for line in screen_text(app).splitlines() if needle in line), "")
+
+
+async def until(pilot, predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; the screen:\n"
+                         f"{screen_text(pilot.app)}")
+
+
+def run(scenario) -> None:
+    asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT))
+
+
+def events_table(app: DashboardApp) -> DataTable:
+    return app.screen.query_one("#events-table", DataTable)
+
+
+# --- against the real appliance -------------------------------------------------------------
+
+
+def test_health_panel_shows_each_state_the_status_endpoint_reports(appliance):
+    async def scenario():
+        app = dashboard(appliance.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "Kafka" in screen_text(app), "the health panel")
+            assert "✖ DOWN" in line_with(app, "Kafka")
+            assert "broker 127.0.0.1:9 refused" in line_with(app, "Kafka")
+            assert "▲ DEGRADED" in line_with(app, "Spool")
+            assert "12 events waiting" in line_with(app, "Spool")
+            assert "– DISABLED" in line_with(app, "OpenTelemetry")
+            assert "✔ UP" in line_with(app, "Prometheus")
+            assert "✔ UP" in line_with(app, "proc consumer")
+            assert "Health ✖ DOWN" in screen_text(app)  # overall: one component is DOWN
+            header = screen_text(app).splitlines()[0]
+            assert appliance.url in header and "v0.1.0" in header and "refreshed" in header
+
+            await pilot.resize_terminal(70, 24)  # narrower than 80: figures keep their values
+            await until(pilot, lambda: app.screen.has_class("-narrow"), "the narrow layout")
+            assert "✖ DOWN" in line_with(app, "Kafka") and "lag" in screen_text(app)
+    run(scenario)
+
+
+def test_new_events_appear_at_the_bottom_without_moving_the_view(appliance, data_dir):
+    insert_events(data_dir, *(http_response(f"/older/{i}", seconds_ago=50 - i) for i in range(40)))
+
+    async def scenario():
+        app = dashboard(appliance.url)
+        async with app.run_test(size=SIZE) as pilot:
+            table = events_table(app)
+            await until(pilot, lambda: table.row_count == 43, "the 43 seeded events")
+            assert table.cursor_row == 42  # starts on the newest, following
+            table.move_cursor(row=5)  # the reader goes back to an older event
+            await pilot.pause()
+            key, scroll = table.coordinate_to_cell_key(table.cursor_coordinate).row_key, table.scroll_y
+            assert scroll > 0
+
+            insert_events(data_dir, http_response("/brand-new"))
+            await until(pilot, lambda: table.row_count == 44, "the new event")
+            assert table.get_row_at(43)[3] == "/brand-new"
+            assert table.cursor_row == 5 and table.scroll_y == scroll
+            assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key == key
+
+            table.move_cursor(row=43)  # back on the newest row: the table follows again
+            await pilot.pause()
+            insert_events(data_dir, http_response("/newer-still"))
+            await until(pilot, lambda: table.row_count == 45, "the next event")
+            await until(pilot, lambda: "/newer-still" in screen_text(app), "the followed row on screen")
+            assert table.cursor_row == 44
+    run(scenario)
+
+
+def test_space_pauses_new_rows_and_resuming_shows_them(appliance, data_dir):
+    async def scenario():
+        app = dashboard(appliance.url)
+        async with app.run_test(size=SIZE) as pilot:
+            table = events_table(app)
+            await until(pilot, lambda: table.row_count == 3, "the seeded events")
+            await pilot.press("space")
+            insert_events(data_dir, http_response("/while-paused"))
+            await until(pilot, lambda: "PAUSED (1 new)" in screen_text(app), "the paused title")
+            assert table.row_count == 3
+            await pilot.press("space")
+            await until(pilot, lambda: table.row_count == 4, "the held-back row")
+            assert "/while-paused" in screen_text(app)
+    run(scenario)
+
+
+def test_filter_narrows_the_table_and_enter_opens_the_full_event(appliance, data_dir):
+    insert_events(data_dir, custom_event("deploy.finished", {"version": "9.9.9", "by": "ci"}),
+                  http_response("/boom", status=503))
+
+    async def scenario():
+        app = dashboard(appliance.url)
+        async with app.run_test(size=SIZE) as pilot:
+            table = events_table(app)
+            await until(pilot, lambda: table.row_count == 5, "the seeded events")
+            await pilot.press("f", *"deploy")
+            await until(pilot, lambda: table.row_count == 1, "the filter to apply")
+            assert "deploy.finished" in screen_text(app) and "/seeded/0" not in screen_text(app)
+            await pilot.press("enter", "enter")  # keep the filter, then open the event
+
+            assert isinstance(app.screen, EventDetailScreen)
+            detail = screen_text(app)
+            assert '"version": "9.9.9"' in detail and '"event_type": "deploy.finished"' in detail
+            await pilot.press("escape")
+            assert isinstance(app.screen, MainScreen) and table.row_count == 1
+
+            await pilot.press("escape")  # clears the filter
+            await until(pilot, lambda: table.row_count == 5, "all rows back")
+            await pilot.press("slash", *"503")
+            await until(pilot, lambda: table.row_count == 1, "the text filter")
+            assert "/boom" in screen_text(app)
+    run(scenario)
+
+
+def test_stopped_api_shows_the_unreachable_banner_and_a_restart_recovers(appliance, data_dir):
+    async def scenario():
+        app = dashboard(appliance.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "Kafka" in screen_text(app), "the first refresh")
+            appliance.stop()
+            await until(pilot, lambda: "Appliance unreachable" in screen_text(app), "the banner")
+            banner = screen_text(app)
+            assert "connection refused" in banner and "retrying in" in banner
+            assert "Health ✖ DOWN (stale)" in banner  # the last known state stays, marked stale
+
+            restarted = await asyncio.to_thread(launch_server, data_dir, {"PORT": str(appliance.port)})
+            try:
+                await until(pilot, lambda: "Appliance unreachable" not in screen_text(app),
+                            "the reconnection", timeout=20)
+                assert "(stale)" not in screen_text(app)
+                assert "✖ DOWN" in line_with(app, "Kafka")
+            finally:
+                restarted.stop()
+    run(scenario)
+
+
+def test_events_need_the_token_when_the_appliance_has_one(data_dir):
+    server = launch_server(data_dir, {"API_TOKEN": TOKEN})
+    try:
+        async def scenario():
+            app = dashboard(server.url)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: "pass --token or set API_TOKEN" in screen_text(app),
+                            "the 401 banner")
+                assert "401 missing or wrong bearer token" in line_with(app, "GET /events")
+                await until(pilot, lambda: "✖ DOWN" in line_with(app, "Kafka"), "/status, open to all")
+            app = dashboard(server.url, TOKEN)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: events_table(app).row_count == 3, "the events")
+                assert "GET /events" not in screen_text(app)
+        run(scenario)
+    finally:
+        server.stop()
+
+
+# --- an appliance that misbehaves: a stub server saying exactly what a test wants -----------
+
+
+class Stub(http.server.ThreadingHTTPServer):
+    answers: dict[str, tuple[int, bytes]]
+
+
+class StubHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        status, body = self.server.answers.get(self.path.split("?")[0], (404, b'{"error": "not found"}'))
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def stub() -> Iterator[Stub]:
+    server = Stub(("127.0.0.1", 0), StubHandler)
+    server.answers = {}
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def stub_status(with_history: bool = True) -> bytes:
+    body: dict[str, Any] = {
+        "version": "0.1.0", "hostname": "stub", "api_uptime_s": 5.0, "overall": "UP", "stale": False,
+        "agent": {"state": "UP", "detail": "reported 1 s ago"},
+        "components": {"kafka": {"state": "UP", "detail": "lag 7", "since": now_iso(30),
+                                 "checked_at": now_iso(1), "data": {"lag_total": 7}}}}
+    if with_history:
+        body["history"] = {"kafka": [[now_iso(20), "UP", {"lag_total": 3}], [now_iso(10), "UP", {"lag_total": 5}]],
+                           "database": [[now_iso(20), "UP", {"rows": {"a": 100}}],
+                                        [now_iso(10), "UP", {"rows": {"a": 150}}]]}
+    return json.dumps(body).encode()
+
+
+def test_server_errors_and_malformed_answers_become_banners_never_crashes(stub):
+    url = f"http://127.0.0.1:{stub.server_address[1]}"
+    stub.answers = {"/status": (500, b'{"error": "internal server error", "status": 500}')}
+
+    async def scenario():
+        app = dashboard(url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "500 internal server error" in line_with(app, "No status from"),
+                        "the 5xx banner")
+            stub.answers = {"/status": (200, b"<html>not json</html>")}
+            await pilot.press("r")  # retry now rather than after the back-off
+            await until(pilot, lambda: "malformed JSON" in screen_text(app), "the malformed banner")
+            stub.answers = {"/status": (200, stub_status()), "/events": (200, b"[1, 2]")}
+            await pilot.press("r")
+            await until(pilot, lambda: "expected a JSON object" in screen_text(app), "the events banner")
+            assert "✔ UP" in line_with(app, "Kafka")
+            stub.answers["/events"] = (200, b'{"events": [], "count": 0}')
+            await until(pilot, lambda: "expected a JSON object" not in screen_text(app), "all clear")
+    run(scenario)
+
+
+def test_without_metrics_the_request_figures_are_na_and_status_history_fills_in(stub):
+    url = f"http://127.0.0.1:{stub.server_address[1]}"
+    stub.answers = {"/status": (200, stub_status()), "/events": (200, b'{"events": []}')}
+
+    async def scenario():
+        app = dashboard(url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "no /metrics: from /status" in screen_text(app), "the fallback")
+            for figure in ("req/s", "5xx", "p95"):
+                assert "n/a" in line_with(app, figure)
+            assert "5.0/s" in line_with(app, "persisted")  # 50 rows in 10 s of agent history
+            assert " 7 " in line_with(app, "lag")
+    run(scenario)
+
+
+# --- the parts without a screen ---------------------------------------------------------------
+
+
+HISTOGRAM = """# TYPE http_requests_total counter
+http_requests_total{{method="GET",route="/",status="200"}} {ok}
+http_requests_total{{method="GET",route="/",status="500"}} {bad}
+# TYPE http_request_duration_seconds histogram
+http_request_duration_seconds_bucket{{le="0.01",method="GET",route="/"}} {fast}
+http_request_duration_seconds_bucket{{le="0.1",method="GET",route="/"}} {total}
+http_request_duration_seconds_bucket{{le="+Inf",method="GET",route="/"}} {total}
+http_request_duration_seconds_count{{method="GET",route="/"}} {total}
+http_request_duration_seconds_sum{{method="GET",route="/"}} 1.0
+"""
+
+
+def scrape(at: float, ok: int, bad: int, fast: int) -> Scrape:
+    return parse_scrape(HISTOGRAM.format(ok=ok, bad=bad, fast=fast, total=ok + bad), at)
+
+
+def test_rates_between_two_scrapes_leave_out_the_dashboards_own_requests():
+    before, after = scrape(100.0, 1000, 0, 1000), scrape(110.0, 1096, 4, 1010)
+    figures = rates(before, after, own_requests=0)
+    assert figures["requests"] == pytest.approx(10.0)
+    assert figures["errors"] == pytest.approx(4.0)
+    # 100 new requests, 10 under 10 ms: rank 95 falls in (0.01, 0.1]
+    assert figures["p95"] == pytest.approx((0.01 + 0.09 * 85 / 90) * 1000)
+    assert rates(before, after, own_requests=20)["requests"] == pytest.approx(8.0)
+
+
+def test_a_restarted_appliance_resets_its_counters_without_negative_rates():
+    figures = rates(scrape(100.0, 5000, 0, 5000), scrape(110.0, 30, 0, 30))
+    assert figures["requests"] == pytest.approx(3.0)
+
+
+def test_quantile_interpolates_like_prometheus():
+    assert quantile(0.5, [(1.0, 50.0), (2.0, 100.0), (float("inf"), 100.0)]) == pytest.approx(1.0)
+    assert quantile(0.95, [(1.0, 0.0), (float("inf"), 10.0)]) == pytest.approx(1.0)
+    assert quantile(0.95, [(1.0, 0.0), (float("inf"), 0.0)]) is None
+
+
+def test_malformed_metrics_text_is_a_problem_not_a_crash():
+    state = DashboardState("http://x", 2.0, 10)
+    state.apply(Reading(at=1.0, status={"components": {}}, metrics="http_requests_total{ 1\n"))
+    assert state.metrics_state == "failing" and "not Prometheus text" in state.problems["metrics"]
+
+
+def test_unreachable_client_names_the_reason():
+    client = ApplianceClient("http://127.0.0.1:9", timeout=0.5)  # port 9 (discard): nothing listens
+    with pytest.raises(ApplianceError) as caught:
+        client.status()
+    assert caught.value.kind == ApplianceError.UNREACHABLE
+    assert caught.value.reason == "connection refused"
+
+
+def test_retry_waits_double_after_each_failure_up_to_a_bound():
+    state = DashboardState("http://x", 2.0, 10)
+    refused = ApplianceError(ApplianceError.UNREACHABLE, "connection refused")
+    delays = []
+    for _ in range(6):
+        state.apply(Reading(at=0.0, problems={"status": refused}))
+        delays.append(state.retry_delay())
+    assert delays == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+
+
+def test_cli_has_a_dashboard_subcommand_with_its_options():
+    args = cli.parser().parse_args(["dashboard", "--url", "http://10.0.0.5:8080", "--interval", "5"])
+    assert (args.command, args.url, args.token, args.interval) == ("dashboard", "http://10.0.0.5:8080", None, 5.0)
+    result = run_cli("dashboard", "--help")
+    assert result.returncode == 0
+    assert all(option in result.stdout for option in ("--url", "--token", "--interval"))
+    assert run_cli("dashboard", "--interval", "0").returncode == 2
