@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Callable
 
@@ -10,34 +11,16 @@ from .config import ConfigError, Settings
 from .version import __version__
 
 
-def run_api(settings: Settings, _args: argparse.Namespace) -> int:
-    from .api import main as api_main
-    return api_main(settings)
+def process(target: str) -> Callable[[Settings, argparse.Namespace], int]:
+    """A subcommand that runs ``module:function(settings)``, imported only when chosen, so
+    `version` or `ps` never pay for Kafka, OpenTelemetry or Textual imports."""
+    module_name, function = target.split(":")
 
+    def run(settings: Settings, _args: argparse.Namespace) -> int:
+        module = importlib.import_module(module_name, __package__)
+        return getattr(module, function)(settings)
 
-def run_consumer(settings: Settings, _args: argparse.Namespace) -> int:
-    from .consumer import main as consumer_main
-    return consumer_main(settings)
-
-
-def run_agent(settings: Settings, _args: argparse.Namespace) -> int:
-    from .agent import main as agent_main
-    return agent_main(settings)
-
-
-def run_up(settings: Settings, _args: argparse.Namespace) -> int:
-    from .supervise import up
-    return up(settings)
-
-
-def run_down(settings: Settings, _args: argparse.Namespace) -> int:
-    from .supervise import down
-    return down(settings)
-
-
-def run_ps(settings: Settings, _args: argparse.Namespace) -> int:
-    from .supervise import ps
-    return ps(settings)
+    return run
 
 
 def run_version(_settings: Settings, _args: argparse.Namespace) -> int:
@@ -56,13 +39,14 @@ def dashboard_options(command: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
-    "api": ("serve the HTTP API in the foreground", run_api),
-    "consumer": ("persist events from Kafka into SQLite in the foreground", run_consumer),
-    "agent": ("probe every component and record its health", run_agent),
-    "up": ("run the whole appliance (supervisord) in the foreground", run_up),
-    "down": ("stop the appliance running with this DATA_DIR", run_down),
-    "ps": ("show the supervised processes", run_ps),
-    "status": ("same as ps", run_ps),
+    "api": ("serve the HTTP API in the foreground", process(".api:main")),
+    "consumer": ("persist events from Kafka into SQLite in the foreground",
+                 process(".consumer:main")),
+    "agent": ("probe every component and record its health", process(".agent:main")),
+    "up": ("run the whole appliance (supervisord) in the foreground", process(".supervise:up")),
+    "down": ("stop the appliance running with this DATA_DIR", process(".supervise:down")),
+    "ps": ("show the supervised processes", process(".supervise:ps")),
+    "status": ("same as ps", process(".supervise:ps")),
     "version": ("print the version", run_version),
     "dashboard": ("live terminal dashboard of an appliance (over HTTP)", run_dashboard),
 }
