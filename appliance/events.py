@@ -73,9 +73,5 @@ class DisabledSink:
     kafka_up = False
     enabled = False
 
-    def __init__(self) -> None:
-        self.discarded = 0
-
     def emit(self, event: dict[str, Any], headers: list[tuple[str, bytes]] | None = None) -> str:
-        self.discarded += 1
         return "disabled"

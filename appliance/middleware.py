@@ -113,8 +113,8 @@ class AuditMiddleware:
             "query": environ.get("QUERY_STRING", ""), "user_ip": client.user_ip,
             "proxy_chain": client.proxy_chain, "user_agent": environ.get("HTTP_USER_AGENT", ""),
         }
-        request_bytes = int(environ.get("CONTENT_LENGTH") or 0) if str(
-            environ.get("CONTENT_LENGTH") or "0").isdigit() else 0
+        length = environ.get("CONTENT_LENGTH") or "0"
+        request_bytes = int(length) if length.isdigit() else 0
         rid, host, trace_id = fields["request_id"], self.host.hostname, environ.get("sts.trace_id")
         topic = self.settings.kafka_topic_events
 
