@@ -43,3 +43,47 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
     def snapshot(self) -> list:
         with self._lock:
             return list(self.spans)
+
+
+class HttpReceiver:
+    """The same, over OTLP/HTTP (protobuf bodies POSTed to /v1/traces)."""
+
+    def __init__(self) -> None:
+        self.spans: list = []
+        self._server = None
+
+    def start(self) -> "HttpReceiver":
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's method name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+                for resource_spans in request.resource_spans:
+                    for scope_spans in resource_spans.scope_spans:
+                        receiver.spans.extend((self.path, s) for s in scope_spans.spans)
+                reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

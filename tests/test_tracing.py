@@ -7,7 +7,7 @@ import time
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from otlp import Receiver
+from otlp import HttpReceiver, Receiver
 from procs import Appliance, Broker, free_port, wait_until
 
 pytestmark = pytest.mark.broker
@@ -86,3 +86,20 @@ def test_collector_down_requests_still_answer(tmp_path, receiver):
         assert time.monotonic() - started < 10
     finally:
         app.stop()
+
+
+def test_http_protobuf_protocol_sends_spans_to_v1_traces(tmp_path):
+    receiver = HttpReceiver().start()
+    app = Appliance(tmp_path, None, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                    OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
+    try:
+        app.start_api()
+        app.get("/", traceparent=TRACEPARENT)
+        trace_hex = TRACEPARENT.split("-")[1]
+        ours = lambda: [(p, s) for p, s in receiver.spans if s.trace_id.hex() == trace_hex]  # noqa: E731
+        wait_until(ours, 20, 0.2, "our request's span over OTLP/HTTP")
+        (path, span), = ours()
+        assert path == "/v1/traces" and span.name == "GET /"
+    finally:
+        app.stop()
+        receiver.stop()
