@@ -62,8 +62,10 @@ class EventSink(Protocol):
     @property
     def kafka_up(self) -> bool: ...
 
-    def emit(self, event: dict[str, Any], headers: list[tuple[str, bytes]] | None = None) -> str:
-        """Hand over one event; return "queued", "spooled" or "disabled". Never raises."""
+    def emit(self, event: dict[str, Any], headers: list[tuple[str, bytes]] | None = None,
+             durable: bool = False) -> str:
+        """Hand over one event; return "queued", "spooled", "lost" or "disabled". Never raises.
+        ``durable``: a spooled event must be on disk before this returns."""
         ...
 
 
@@ -73,5 +75,6 @@ class DisabledSink:
     kafka_up = False
     enabled = False
 
-    def emit(self, event: dict[str, Any], headers: list[tuple[str, bytes]] | None = None) -> str:
+    def emit(self, event: dict[str, Any], headers: list[tuple[str, bytes]] | None = None,
+             durable: bool = False) -> str:
         return "disabled"

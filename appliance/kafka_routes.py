@@ -72,7 +72,8 @@ def add_kafka_routes(app: bottle.Bottle, services: Services) -> None:
         environ = bottle.request.environ
         event = events.make_event(event_type, environ["sts.request_id"], services.host.hostname,
                                   payload, environ.get("sts.trace_id"))
-        outcome = tracing.emit_traced(sink, settings.kafka_topic_events, event)
+        # durable: "spooled" must mean on disk, so a client told 202 never loses its event.
+        outcome = tracing.emit_traced(sink, settings.kafka_topic_events, event, durable=True)
         if outcome == "lost":
             return error_response(503, "event could not be queued or spooled; not accepted")
         return json_response(202, {"event_id": event["event_id"], "status": outcome})

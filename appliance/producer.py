@@ -21,7 +21,7 @@ from . import events
 from .config import Settings
 from .kafkautil import base_config, client_logger, ensure_topic
 from .metrics import M
-from .spool import Headers, Spool
+from .spool import Headers, Spool, SpoolWriter
 
 log = logging.getLogger("appliance.producer")
 PROBE_INTERVAL = 2.0  # seconds between broker probes: kafka_status follows within ~2-4 s
@@ -76,6 +76,7 @@ class KafkaEventSink:
         self._replay_done: dict[bytes, bool] = {}
         self._client_logger = client_logger("librdkafka")
         self._producer = self._new_producer()
+        self.writer = SpoolWriter(spool, on_lost=self._lost_after_spooling)
         self._threads = [threading.Thread(target=self._poll_loop, name="kafka-poller", daemon=True),
                          threading.Thread(target=self._keep_loop, name="kafka-keeper", daemon=True)]
 
@@ -122,13 +123,17 @@ class KafkaEventSink:
             producer.purge(in_queue=True, in_flight=True, blocking=False)
             producer.poll(0)  # the purged messages come back as failed reports -> spool
         self._spool_failed()
+        self.writer.close()
         log.info("producer closed", extra={"spooled_at_close": remaining,
                                            "spool_depth": self.spool.depth})
         self.spool.close()
 
     # --- the request path ----------------------------------------------------------------
 
-    def emit(self, event: dict[str, Any], headers: Headers | None = None) -> str:
+    def emit(self, event: dict[str, Any], headers: Headers | None = None,
+             durable: bool = False) -> str:
+        """Queue for Kafka, or spool. ``durable``: return only once a spooled event is on disk
+        (POST /kafka/publish promises that); request events are spooled in the background."""
         value = events.encode(event)
         key = event["request_id"].encode()
         kind = events.type_label(event["event_type"])
@@ -142,20 +147,34 @@ class KafkaEventSink:
                 self._note_error("local queue full")
             except KafkaException as exc:  # a fatal producer refuses; the keeper replaces it
                 self._note_failure(exc.args[0])
-        return self._spool_now([(key, value, headers)])
+        if durable:
+            return self._spool_now([(key, value, headers)])
+        if not self.writer.put([(key, value, headers)]):
+            self._lost([(key, value, headers)])
+            return "lost"
+        self.stats.add("spooled")
+        self._count([(key, value, headers)], "spooled")
+        return "spooled"
+
+    def _lost(self, messages: list) -> None:
+        self.stats.add("lost", len(messages))
+        self._count(messages, "lost")
 
     def _spool_now(self, messages: list[tuple[bytes | None, bytes, Headers | None]]) -> str:
         try:
             self.spool.append(messages)
         except Exception:  # disk full, spool removed: count it, never raise into a request
-            self.stats.add("lost", len(messages))
-            self._count(messages, "lost")
+            self._lost(messages)
             log.exception("could not spool events; they are lost", extra={"count": len(messages)})
             return "lost"
         self.stats.add("spooled", len(messages))
         self._count(messages, "spooled")
         M.spool_depth.set(self.spool.depth)
         return "spooled"
+
+    def _lost_after_spooling(self, messages: list) -> None:
+        self.stats.add("spooled", -len(messages))
+        self._lost(messages)
 
     @staticmethod
     def _count(messages, result: str) -> None:
@@ -316,7 +335,7 @@ class KafkaEventSink:
             "state_since": self.state_since,
             "in_queue": len(self._producer),
             **self.stats.values,
-            "spool_depth": self.spool.depth,
+            "spool_depth": self.spool.depth + self.writer.pending,
             "spool_bytes": self.spool.bytes,
             "dropped": self.spool.dropped,
             "last_error": self.last_error,

@@ -115,12 +115,12 @@ def shutdown() -> None:
     worker.join(SHUTDOWN_TIMEOUT)
 
 
-def emit_traced(sink, topic: str, event: dict[str, Any]) -> str:
+def emit_traced(sink, topic: str, event: dict[str, Any], **options: Any) -> str:
     """Hand an event to the sink inside a PRODUCER span whose context travels in the headers."""
     if _provider is None:
-        return sink.emit(event)
+        return sink.emit(event, **options)
     with producer_span(topic, event):
-        return sink.emit(event, inject_headers())
+        return sink.emit(event, inject_headers(), **options)
 
 
 def trace_id_of(span) -> str | None:

@@ -34,7 +34,7 @@ class UpSink:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
 
-    def emit(self, event: dict[str, Any], headers=None) -> str:
+    def emit(self, event: dict[str, Any], headers=None, durable=False) -> str:
         self.events.append(event)
         return "queued"
 

@@ -24,7 +24,7 @@ class RecordingSink:
         self.outcome = outcome
         self.events: list[dict] = []
 
-    def emit(self, event, headers=None) -> str:
+    def emit(self, event, headers=None, durable=False) -> str:
         self.events.append(event)
         return self.outcome
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from appliance.spool import Spool
 
 
@@ -44,3 +46,25 @@ def test_close_twice_is_harmless(tmp_path):
     spool = Spool(tmp_path, 1_000)
     spool.close()
     spool.close()
+
+
+def test_writer_puts_everything_on_disk_by_close(tmp_path):
+    from appliance.spool import SpoolWriter
+    spool = Spool(tmp_path, 1_000_000)
+    writer = SpoolWriter(spool, on_lost=lambda batch: pytest.fail("nothing should be lost"))
+    for i in range(200):
+        assert writer.put([message(i)])
+    writer.close()
+    assert spool.depth == 200
+    assert [int(m.value[:6]) for m in spool.peek(500)] == list(range(200))
+
+
+def test_writer_reports_what_a_failed_commit_could_not_keep(tmp_path):
+    from appliance.spool import SpoolWriter
+    spool = Spool(tmp_path, 1_000_000)
+    spool.close()  # every commit now fails
+    lost: list = []
+    writer = SpoolWriter(spool, on_lost=lost.extend)
+    writer.put([message(1), message(2)])
+    writer.close()
+    assert [m[0] for m in lost] == [b"k1", b"k2"]
