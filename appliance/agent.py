@@ -43,6 +43,10 @@ class Agent:
         self.stop_requested = True
 
     def run(self) -> int:
+        # A pause file left by an agent killed mid-recycle would keep the producer spooling.
+        self.settings.kafka_pause_file.unlink(missing_ok=True)
+        if self.settings.embedded_broker:
+            self._ensure_broker_running()
         status_store.connect(self.settings.status_db_path)
         log.info("agent started", extra={"interval_s": self.settings.status_interval,
                                          "status_db": str(self.settings.status_db_path)})
@@ -125,6 +129,9 @@ class Agent:
     def _consumer_assignment(self, data: dict[str, Any], detail: str) -> tuple[str, str]:
         """Running is not consuming: until the group gave it partitions, it is DEGRADED."""
         state = self.consumer_state() or {}
+        age = state_age(state)
+        if age is None or age > max(3 * self.settings.status_interval, 5.0):
+            return "DEGRADED", f"{detail}; no report from the consumer for a while (starting?)"
         assigned = state.get("assigned_partitions") or []
         data["assigned_partitions"] = assigned
         if not assigned:
@@ -156,32 +163,52 @@ class Agent:
             if not self._drained():
                 log.warning("broker recycle postponed: events not drained in time")
                 return
-            control = supervise.client(self.settings).supervisor
-            control.stopProcess("broker", True)
-            control.startProcess("broker", True)
-            self._wait_for_broker_port()
+            self._restart_broker()
             self.broker_recycles += 1
             log.warning("embedded broker recycled", extra={"recycles": self.broker_recycles,
                                                            "rss_before_mb": rss})
+        except Exception as exc:  # XML-RPC fault, Kafka error: never leave the broker stopped
+            log.warning("broker recycle failed", extra={"error": repr(exc)})
+            self._ensure_broker_running()
         finally:
             pause.unlink(missing_ok=True)
 
+    def _restart_broker(self) -> None:
+        control = supervise.client(self.settings).supervisor
+        control.stopProcess("broker", True)
+        control.startProcess("broker", True)
+        self._wait_for_broker_port()
+
+    def _ensure_broker_running(self) -> None:
+        # supervisord does not restart a program stopped through its API: we must.
+        try:
+            control = supervise.client(self.settings).supervisor
+            if control.getProcessInfo("broker")["statename"] in ("STOPPED", "EXITED", "FATAL"):
+                control.startProcess("broker", True)
+        except Exception as exc:
+            log.warning("could not restart the embedded broker", extra={"error": repr(exc)})
+
     def _drained(self) -> bool:
-        """True once the API spools (paused), its Kafka queue is empty and the lag is 0."""
+        """True once the API spools (its probe saw the pause file), its Kafka queue is empty and
+        the lag is 0, twice a second apart: a request that read "UP" just before the pause
+        has produced by the second look, and its event must be consumed too."""
         deadline = time.monotonic() + PAUSE_WAIT
+        confirmed = 0
         while time.monotonic() < deadline and not self.stop_requested:
-            if self._api_quiet() and self.kafka()[2].get("lag_total", 1) == 0:
+            quiet = self._api_paused_and_empty() and self.kafka()[2].get("lag_total", 1) == 0
+            confirmed = confirmed + 1 if quiet else 0
+            if confirmed == 2:
                 return True
-            time.sleep(0.5)
+            time.sleep(1.0 if quiet else 0.5)
         return False
 
-    def _api_quiet(self) -> bool:
+    def _api_paused_and_empty(self) -> bool:
         try:
             _, body = probes.http_get(f"http://127.0.0.1:{self.settings.port}/kafka/status")
             status = json.loads(body)
         except (OSError, ValueError):
             return False
-        return status.get("state") == "DOWN" and status.get("in_queue") == 0
+        return status.get("paused") is True and status.get("in_queue") == 0
 
     def _wait_for_broker_port(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -208,6 +235,13 @@ def publish_metrics(results: dict[str, probes.Result]) -> None:
                 M.consumer_lag.labels(partition=partition).set(lag)
         if name == "process.broker" and "rss_mb" in data:
             M.broker_rss.set(data["rss_mb"] * 1024 * 1024)
+
+
+def state_age(state: dict[str, Any]) -> float | None:
+    try:
+        return (datetime.now(timezone.utc) - status_store.parse_iso(state["at"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def rss_mb(pid: int) -> float:

@@ -153,7 +153,9 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("PORT", "port", as_port),
     ("WEB_THREADS", "web_threads", as_int_range(1, 256)),
     ("CONNECTION_LIMIT", "connection_limit", as_int_range(1, 100_000)),
-    ("MAX_BODY_BYTES", "max_body_bytes", as_int_range(1, 64 * 1024 * 1024)),
+    # Below librdkafka's default message.max.bytes (1 MB) with room for the event envelope:
+    # a larger published event could never be delivered and would block the spool's replay.
+    ("MAX_BODY_BYTES", "max_body_bytes", as_int_range(1, 900_000)),
     ("TRUSTED_PROXIES", "trusted_proxies", as_networks),
     ("LOG_LEVEL", "log_level", as_log_level),
     ("SHUTDOWN_DELAY", "shutdown_delay", as_float_range(0, 300)),

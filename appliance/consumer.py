@@ -73,6 +73,7 @@ class EventConsumer:
         self.stop_requested = True
 
     def run(self) -> int:
+        self._write_state(force=True)  # the agent sees a live consumer from the start
         self._open_store_until_ready()
         self._ensure_topic_until_ready()
         self.consumer.subscribe([self.settings.kafka_topic_events], on_assign=self._on_assign,

@@ -52,6 +52,10 @@ def read_json_object(request: bottle.BaseRequest, max_bytes: int) -> dict[str, A
         raise BadRequest(400, f"malformed JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest(400, "body must be a JSON object")
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # "\ud800" parses, but no UTF-8 event can carry it
+        raise BadRequest(400, "body contains text that is not valid Unicode (lone surrogate)") from None
     return body
 
 

@@ -114,11 +114,28 @@ def dead_letter(msg, error: str, persisted_at: str) -> dict[str, Any]:
     }
 
 
+INT64 = 2 ** 63
+
+
+def check_storable(row: dict[str, Any]) -> None:
+    """SQLite refuses integers beyond 64 bits and strings with lone surrogates (UTF-8 cannot
+    hold them); either would fail the whole batch again and again, so it is a dead letter."""
+    for name, value in row.items():
+        if isinstance(value, int) and not -INT64 <= value < INT64:
+            raise InvalidEvent(f"field {name} does not fit in 64 bits")
+        if isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise InvalidEvent(f"field {name} is not valid UTF-8 text") from None
+
+
 def classify(messages: list, persisted_at: str) -> Batch:
     batch = Batch()
     for msg in messages:
         try:
             model, row = to_row(parse_event(msg.value()), persisted_at)
+            check_storable(row)
         except InvalidEvent as exc:
             batch.dead_letters.append(dead_letter(msg, str(exc), persisted_at))
             continue

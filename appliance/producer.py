@@ -27,7 +27,8 @@ log = logging.getLogger("appliance.producer")
 PROBE_INTERVAL = 2.0  # seconds between broker probes: kafka_status follows within ~2-4 s
 PROBE_TIMEOUT = 2.0  # seconds one metadata request may take
 REPLAY_BATCH = 500  # spooled messages produced per replay round
-REPLAY_FLUSH_TIMEOUT = 10.0  # seconds a replay round waits for its delivery reports
+REPLAY_FLUSH_TIMEOUT = 16.0  # seconds a replay round waits: > message.timeout.ms (15 s), so
+# every report of the round arrives inside it
 
 
 def value_type(value: bytes | None) -> str:
@@ -62,6 +63,7 @@ class KafkaEventSink:
         self.spool = spool
         self.stats = Stats()
         self.kafka_up = False
+        self.paused = False  # True once a probe has seen the agent's pause file
         self.partitions: int | None = None
         self.last_error: str | None = None
         self.last_error_at: str | None = None
@@ -71,9 +73,9 @@ class KafkaEventSink:
         self._stop = threading.Event()
         self._failed: list[tuple[bytes | None, bytes, Headers | None]] = []
         self._failed_lock = threading.Lock()
-        self._replaying = False
         self._sampled_at = 0.0
         self._replay_done: dict[bytes, bool] = {}
+        self._replay_reported = 0
         self._client_logger = client_logger("librdkafka")
         self._producer = self._new_producer()
         self.writer = SpoolWriter(spool, on_lost=self._lost_after_spooling)
@@ -114,14 +116,16 @@ class KafkaEventSink:
         """Flush within ``timeout``; whatever is still queued goes to the spool."""
         self._stop.set()
         self._wake.set()
-        for thread in self._threads:
+        for thread in self._threads:  # the keeper stops within a probe timeout
             if thread.is_alive():
-                thread.join(timeout=PROBE_TIMEOUT + 1)
+                thread.join(timeout=PROBE_TIMEOUT + 2)
         producer = self._producer
         remaining = producer.flush(timeout) if self.kafka_up else len(producer)
         if remaining:
-            producer.purge(in_queue=True, in_flight=True, blocking=False)
-            producer.poll(0)  # the purged messages come back as failed reports -> spool
+            producer.purge(in_queue=True, in_flight=True, blocking=True)
+            deadline = time.monotonic() + 5
+            while len(producer) and time.monotonic() < deadline:
+                producer.poll(0.1)  # purged messages come back as failed reports -> spool
         self._spool_failed()
         self.writer.close()
         log.info("producer closed", extra={"spooled_at_close": remaining,
@@ -183,13 +187,18 @@ class KafkaEventSink:
 
     # --- callbacks (run on whichever thread polls) ----------------------------------------
 
-    def _on_delivery(self, err: KafkaError | None, msg) -> None:
-        if self._replaying and msg.value() in self._replay_done:
+    def _on_replay_delivery(self, err: KafkaError | None, msg) -> None:
+        """A replayed message is still in the spool: a failure leaves it there (never spooled
+        twice), a success lets the replay remove it, even a late one (it stays in the spool and
+        is delivered again; the consumer ignores the duplicate event_id)."""
+        if err is None:
+            self.stats.add("delivered")
+            M.produced.labels(value_type(msg.value()), "delivered").inc()
+        if msg.value() in self._replay_done:
             self._replay_done[msg.value()] = err is None
-            if err is None:
-                self.stats.add("delivered")
-                M.produced.labels(value_type(msg.value()), "delivered").inc()
-            return
+            self._replay_reported += 1
+
+    def _on_delivery(self, err: KafkaError | None, msg) -> None:
         if err is None:
             self.stats.add("delivered")
             M.produced.labels(value_type(msg.value()), "delivered").inc()
@@ -242,14 +251,21 @@ class KafkaEventSink:
             self._wake.clear()
             if self._stop.is_set():
                 return
-            if self._fatal.is_set():
-                self._replace_producer()
-            self._probe()
-            if self.kafka_up and self.spool.depth:
-                self._replay()
+            try:
+                self._keep()
+            except Exception:  # this thread must outlive any surprise: it is what recovers
+                log.exception("kafka keeper round failed; retrying")
+
+    def _keep(self) -> None:
+        if self._fatal.is_set():
+            self._replace_producer()
+        self._probe()
+        if self.kafka_up and self.spool.depth:
+            self._replay()
 
     def _probe(self) -> None:
-        if self.settings.kafka_pause_file.exists():
+        self.paused = self.settings.kafka_pause_file.exists()
+        if self.paused:
             # The agent is about to recycle the embedded broker: spool until it is back, so
             # nothing acknowledged sits unconsumed in a broker that forgets everything.
             self._note_error("paused for embedded broker maintenance")
@@ -257,8 +273,8 @@ class KafkaEventSink:
             return
         try:
             self.partitions = ensure_topic(self._producer, self.settings, PROBE_TIMEOUT)
-        except KafkaException as exc:
-            self._note_error(str(exc.args[0]))
+        except Exception as exc:  # KafkaException, or TimeoutError from a slow topic creation
+            self._note_error(str(exc.args[0]) if exc.args else repr(exc))
             self._set_up(False)
             return
         self._set_up(True)
@@ -295,18 +311,17 @@ class KafkaEventSink:
             if not batch:
                 return
             self._replay_done = {m.value: False for m in batch}
-            self._replaying = True
+            self._replay_reported = 0
             try:
                 for message in batch:
                     self._producer.produce(self.topic, message.value, message.key,
-                                           headers=message.headers or None)
-                self._producer.flush(REPLAY_FLUSH_TIMEOUT)
+                                           headers=message.headers or None,
+                                           on_delivery=self._on_replay_delivery)
+                self._await_replay_reports(len(batch))
             except BufferError:
                 self._note_error("replay: local queue full")
             except KafkaException as exc:
                 self._note_failure(exc.args[0])
-            finally:
-                self._replaying = False
             done = [m.id for m in batch if self._replay_done.get(m.value)]
             self.spool.remove(done)
             if not done and self.kafka_up:
@@ -320,6 +335,14 @@ class KafkaEventSink:
             log.info("replayed spooled events", extra={"count": len(done),
                                                        "spool_depth": self.spool.depth})
 
+    def _await_replay_reports(self, count: int) -> None:
+        """Serve delivery reports until the round's are all in; a shutdown cuts it short (the
+        unacknowledged rows simply stay in the spool)."""
+        deadline = time.monotonic() + REPLAY_FLUSH_TIMEOUT
+        while (self._replay_reported < count and not self._stop.is_set()
+               and time.monotonic() < deadline):
+            self._producer.poll(0.1)
+
     # --- reads ---------------------------------------------------------------------------
 
     def flush(self, timeout: float) -> int:
@@ -332,6 +355,7 @@ class KafkaEventSink:
             "partitions": self.partitions,
             "connected": self.kafka_up,
             "state": "UP" if self.kafka_up else "DOWN",
+            "paused": self.paused,
             "state_since": self.state_since,
             "in_queue": len(self._producer),
             **self.stats.values,

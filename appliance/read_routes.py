@@ -53,7 +53,10 @@ def parse_time(name: str, raw: str | None) -> str | None:
         raise BadRequest(400, f"{name} must be an ISO-8601 time, e.g. 2026-01-31T12:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return status_store.iso(moment.astimezone(timezone.utc))
+    try:
+        return status_store.iso(moment.astimezone(timezone.utc))
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 is past datetime's range in UTC
+        raise BadRequest(400, f"{name} is out of range") from None
 
 
 def parse_type(raw: str | None) -> tuple[list[type], str | None]:

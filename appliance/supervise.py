@@ -79,6 +79,7 @@ def up(settings: Settings) -> int:
             return 1
         except NotRunning:
             settings.supervisor_socket.unlink()  # left behind by a killed supervisord
+    settings.kafka_pause_file.unlink(missing_ok=True)  # left by an agent killed mid-recycle
     # Counters start from zero with the appliance: old processes' sample files would otherwise
     # be summed in forever (prometheus_client multiprocess mode).
     shutil.rmtree(settings.metrics_dir, ignore_errors=True)

@@ -154,3 +154,15 @@ def test_bad_event_queries_are_400(query, tmp_path):
 def test_bad_status_history_is_400(query, tmp_path):
     response = call_wsgi(app_with(DATA_DIR=str(tmp_path)), "GET", "/status", query=query)
     assert response.status == 400
+
+
+def test_text_no_event_can_carry_is_a_400_not_a_500():
+    body = b'{"event_type": "a", "payload": {"x": "\\ud800"}}'  # a lone surrogate, valid JSON
+    response = publish(app_with(), body)
+    assert response.status == 400 and "Unicode" in response.json()["error"]
+
+
+def test_event_time_beyond_the_calendar_is_a_400(tmp_path):
+    response = call_wsgi(app_with(DATA_DIR=str(tmp_path)), "GET", "/events",
+                         query="before=9999-12-31T23:59:59-05:00")
+    assert response.status == 400 and "before" in response.json()["error"]
