@@ -43,6 +43,19 @@ class _FormattedLine(logging.Formatter):
 
 
 _listener: logging.handlers.QueueListener | None = None
+MAX_QUEUED_LINES = 100_000  # if stdout blocks, memory stays bounded; the excess is counted
+
+
+class BoundedQueueHandler(logging.handlers.QueueHandler):
+    def __init__(self, records: queue.Queue) -> None:
+        super().__init__(records)
+        self.dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:  # the reader of stdout is stuck: drop, never block a request
+            self.dropped += 1
 
 
 def configure(level: str, stream=None) -> None:
@@ -56,8 +69,8 @@ def configure(level: str, stream=None) -> None:
         _listener.stop()
     output = logging.StreamHandler(stream or sys.stdout)
     output.setFormatter(_FormattedLine())
-    records: queue.SimpleQueue = queue.SimpleQueue()
-    handler = logging.handlers.QueueHandler(records)
+    records: queue.Queue = queue.Queue(MAX_QUEUED_LINES)
+    handler = BoundedQueueHandler(records)
     handler.setFormatter(JsonFormatter())
     _listener = logging.handlers.QueueListener(records, output)
     _listener.start()
