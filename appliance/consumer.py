@@ -92,10 +92,28 @@ class EventConsumer:
         """The embedded broker stops right after us and forgets everything it holds, and the
         API (stopped first) has flushed its last events into it: persist those before leaving."""
         deadline = time.monotonic() + DRAIN_TIMEOUT
-        quiet_rounds = 0
-        while quiet_rounds < 2 and time.monotonic() < deadline:
-            quiet_rounds = quiet_rounds + 1 if self.step() == 0 else 0
+        while time.monotonic() < deadline:
+            if self.step() == 0 and self._caught_up():
+                break
         log.info("drained before stopping", extra={"persisted": self.persisted})
+
+    def _caught_up(self) -> bool:
+        """Every assigned partition's position is at its high watermark (nothing left to read)."""
+        try:
+            assignment = self.consumer.assignment()
+            if not assignment:
+                return True  # mid-rebalance nothing can be read; the deadline bounds the wait
+            committed = {tp.partition: tp.offset
+                         for tp in self.consumer.committed(assignment, timeout=1.0)}
+            for tp in self.consumer.position(assignment):
+                # Nothing fetched on a partition yet: where the group stands is its commit.
+                offset = tp.offset if tp.offset >= 0 else committed.get(tp.partition, -1)
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0)
+                if offset < high and high > 0:
+                    return False
+        except KafkaException:
+            return True  # the broker is gone: nothing more can be drained from it
+        return True
 
     def step(self) -> int:
         """Consume and persist one batch; return how many messages it held."""
