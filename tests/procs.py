@@ -143,6 +143,12 @@ class Appliance:
         self.api.start()
         wait_until(lambda: self._healthy(), 20, what="API /healthz")
 
+    def start(self) -> "Appliance":
+        """API and consumer, the pair most pipeline tests need."""
+        self.start_api()
+        self.consumer.start()
+        return self
+
     def _healthy(self) -> bool:
         if not self.api.running:
             raise AssertionError(f"API exited:\n{self.api.output()[-3000:]}")

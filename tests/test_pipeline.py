@@ -81,9 +81,7 @@ def assert_rows_exactly(appliance: Appliance, ids: list[str], timeout: float = 6
 
 
 def test_each_request_becomes_exactly_one_request_row_and_one_response_row(tmp_path, broker, appliances):
-    app = appliances(tmp_path, broker.bootstrap)
-    app.start_api()
-    app.consumer.start()
+    app = appliances(tmp_path, broker.bootstrap).start()
     assert kafka_status(app) == "UP"
     ids = send_requests(app, 40, "n")
     assert_rows_exactly(app, ids)
@@ -92,9 +90,7 @@ def test_each_request_becomes_exactly_one_request_row_and_one_response_row(tmp_p
 
 
 def test_probe_paths_emit_no_events(tmp_path, broker, appliances):
-    app = appliances(tmp_path, broker.bootstrap)
-    app.start_api()
-    app.consumer.start()
+    app = appliances(tmp_path, broker.bootstrap).start()
     for _ in range(5):
         app.get("/healthz"), app.get("/readyz")
     ids = send_requests(app, 3, "after-probes")
@@ -102,9 +98,7 @@ def test_probe_paths_emit_no_events(tmp_path, broker, appliances):
 
 
 def test_publish_stores_one_custom_event_row(tmp_path, broker, appliances):
-    app = appliances(tmp_path, broker.bootstrap)
-    app.start_api()
-    app.consumer.start()
+    app = appliances(tmp_path, broker.bootstrap).start()
     status, body = app.publish("deploy.finished", {"service": "web", "version": 7})
     assert status == 202 and body["status"] == "queued"
     app.wait_rows("custom_events", 1)
@@ -115,9 +109,7 @@ def test_publish_stores_one_custom_event_row(tmp_path, broker, appliances):
 
 def test_broker_absent_at_start_spools_then_delivers_everything_once(tmp_path, appliances):
     port = free_port()
-    app = appliances(tmp_path, f"127.0.0.1:{port}")
-    app.start_api()
-    app.consumer.start()
+    app = appliances(tmp_path, f"127.0.0.1:{port}").start()
     assert kafka_status(app) == "NOT UP"
     ids = send_requests(app, 30, "absent")
     status, kafka = probe(app, "/kafka/status")
@@ -171,9 +163,7 @@ def test_idempotent_producer_fatal_error_after_broker_restart_loses_nothing(tmp_
 
 
 def test_consumer_killed_mid_stream_and_restarted_leaves_no_gaps_or_duplicates(tmp_path, broker, appliances):
-    app = appliances(tmp_path, broker.bootstrap, LOG_LEVEL="WARNING")
-    app.start_api()
-    app.consumer.start()
+    app = appliances(tmp_path, broker.bootstrap, LOG_LEVEL="WARNING").start()
     first = send_requests(app, 30, "first")
     app.consumer.kill()  # SIGKILL: no chance to commit
     second = send_requests(app, 30, "second")
@@ -182,9 +172,7 @@ def test_consumer_killed_mid_stream_and_restarted_leaves_no_gaps_or_duplicates(t
 
 
 def test_garbage_on_the_topic_becomes_one_dead_letter_and_later_events_persist(tmp_path, broker, appliances):
-    app = appliances(tmp_path, broker.bootstrap)
-    app.start_api()
-    app.consumer.start()
+    app = appliances(tmp_path, broker.bootstrap).start()
     producer = Producer({"bootstrap.servers": broker.bootstrap})
     producer.produce("simple-time-events", b"\x00not json{", b"garbage")
     producer.produce("simple-time-events", b'{"schema": 1, "event_type": "http_request"}', b"garbage")
@@ -222,9 +210,7 @@ def chattr(mode: str, *paths) -> None:
 
 
 def test_read_only_database_then_writable_again_loses_nothing(tmp_path, broker, appliances):
-    app = appliances(tmp_path, broker.bootstrap)
-    app.start_api()
-    app.consumer.start()
+    app = appliances(tmp_path, broker.bootstrap).start()
     first = send_requests(app, 10, "rw")
     assert_rows_exactly(app, first)
     # Immutable database and WAL files refuse writes even through open descriptors, like a
@@ -244,9 +230,7 @@ def test_read_only_database_then_writable_again_loses_nothing(tmp_path, broker, 
 
 
 def test_locked_database_delays_but_loses_nothing(tmp_path, broker, appliances):
-    app = appliances(tmp_path, broker.bootstrap)
-    app.start_api()
-    app.consumer.start()
+    app = appliances(tmp_path, broker.bootstrap).start()
     first = send_requests(app, 5, "before-lock")
     assert_rows_exactly(app, first)
     locker = sqlite3.connect(app.db_path, timeout=1, isolation_level=None)
@@ -261,9 +245,7 @@ def test_locked_database_delays_but_loses_nothing(tmp_path, broker, appliances):
 
 
 def test_database_file_removed_is_recreated_and_new_events_land_in_it(tmp_path, broker, appliances):
-    app = appliances(tmp_path, broker.bootstrap)
-    app.start_api()
-    app.consumer.start()
+    app = appliances(tmp_path, broker.bootstrap).start()
     assert_rows_exactly(app, send_requests(app, 5, "old"))
     for suffix in ("", "-wal", "-shm"):
         app.db_path.with_name(app.db_path.name + suffix).unlink(missing_ok=True)
@@ -272,9 +254,7 @@ def test_database_file_removed_is_recreated_and_new_events_land_in_it(tmp_path, 
 
 
 def test_consumer_sigterm_exits_cleanly_after_committing(tmp_path, broker, appliances):
-    app = appliances(tmp_path, broker.bootstrap)
-    app.start_api()
-    app.consumer.start()
+    app = appliances(tmp_path, broker.bootstrap).start()
     ids = send_requests(app, 10, "t")
     assert_rows_exactly(app, ids)
     assert app.consumer.stop(signum=signal.SIGTERM) == 0
