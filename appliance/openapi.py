@@ -175,6 +175,11 @@ PATHS: dict[str, Any] = {
                                "custom event type"}},
             {"name": "limit", "in": "query", "required": False,
              "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+            {"name": "order", "in": "query", "required": False,
+             "description": "occurred (default): by when the request happened; persisted: by "
+                            "when the row was written, so events delivered late (spool replay, "
+                            "consumer lag) still show up among the newest",
+             "schema": {"type": "string", "enum": ["occurred", "persisted"]}},
             {"name": "before", "in": "query", "required": False,
              "schema": {"type": "string", "format": "date-time"}},
             {"name": "after", "in": "query", "required": False,

@@ -73,8 +73,21 @@ def parse_type(raw: str | None) -> tuple[list[type], str | None]:
                           "or a custom event type of [a-z0-9_.-]")
 
 
-def event_query(model, limit: int, before: str | None, after: str | None, custom_type: str | None):
-    time_field = model.received_at if model is store.DeadLetter else model.occurred_at
+ORDERS = ("occurred", "persisted")
+
+
+def parse_order(raw: str | None) -> str:
+    if raw is None:
+        return "occurred"
+    if raw not in ORDERS:
+        raise BadRequest(400, "order must be occurred or persisted")
+    return raw
+
+
+def event_query(model, limit: int, before: str | None, after: str | None, custom_type: str | None,
+                order: str = "occurred"):
+    time_field = (model.received_at if model is store.DeadLetter
+                  else model.persisted_at if order == "persisted" else model.occurred_at)
     query = model.select().order_by(time_field.desc(), model.id.desc()).limit(limit)
     if before:
         query = query.where(time_field < before)
@@ -100,13 +113,16 @@ def read_events(services: Services, query: bottle.FormsDict) -> dict[str, Any]:
     limit = parse_limit(query.get("limit"))
     before, after = parse_time("before", query.get("before")), parse_time("after", query.get("after"))
     models, custom_type = parse_type(query.get("type"))
+    order = parse_order(query.get("order"))
     path = services.settings.db_path
     if not path.exists():
         return {"events": [], "count": 0, "limit": limit, "note": "no events persisted yet"}
     with store.database.connection_context():
-        per_table = [[as_event(m, row) for row in event_query(m, limit, before, after, custom_type)]
+        per_table = [[as_event(m, row)
+                      for row in event_query(m, limit, before, after, custom_type, order)]
                      for m in models]
-    newest = heapq.merge(*per_table, key=lambda e: e["occurred_at"], reverse=True)
+    sort_key = "persisted_at" if order == "persisted" else "occurred_at"
+    newest = heapq.merge(*per_table, key=lambda e: e.get(sort_key) or e["occurred_at"], reverse=True)
     found = list(newest)[:limit]
     return {"events": found, "count": len(found), "limit": limit}
 

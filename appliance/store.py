@@ -30,7 +30,7 @@ class EventModel(BaseModel):
     occurred_at = peewee.CharField(max_length=32, index=True)  # ISO-8601 UTC, sorts as text
     trace_id = peewee.CharField(max_length=32, null=True)
     hostname = peewee.CharField(max_length=255, default="")
-    persisted_at = peewee.CharField(max_length=32)
+    persisted_at = peewee.CharField(max_length=32, index=True)  # for /events?order=persisted
 
 
 class HttpRequest(EventModel):

@@ -112,7 +112,9 @@ class ApplianceClient:
         return self.get_json("/version")
 
     def events(self, limit: int = 100) -> dict[str, Any]:
-        return self.get_json(f"/events?limit={limit}")
+        # Newest by persisted time: an event delivered late (spool replay after a Kafka outage)
+        # still lands among the newest rows, where the table picks it up.
+        return self.get_json(f"/events?limit={limit}&order=persisted")
 
     def metrics(self) -> str | None:
         """Prometheus text, or None when the appliance has no /metrics (404)."""

@@ -166,3 +166,26 @@ def test_event_time_beyond_the_calendar_is_a_400(tmp_path):
     response = call_wsgi(app_with(DATA_DIR=str(tmp_path)), "GET", "/events",
                          query="before=9999-12-31T23:59:59-05:00")
     assert response.status == 400 and "before" in response.json()["error"]
+
+
+def test_events_by_persisted_order_show_late_deliveries_first(tmp_path):
+    from appliance import store
+    settings_env = {"DATA_DIR": str(tmp_path)}
+    db = store.Store(Settings.from_env({**settings_env}).db_path)
+    db.open()
+    common = {"request_id": "r", "trace_id": None, "hostname": "h", "method": "GET", "route": "/",
+              "query": "", "user_ip": "203.0.113.1", "proxy_chain": "", "user_agent": "",
+              "bytes": 0}
+    store.insert_ignore(store.HttpRequest, [
+        {**common, "event_id": "on-time", "path": "/a", "occurred_at": "2026-01-01T10:00:05.000000Z",
+         "persisted_at": "2026-01-01T10:00:05.010000Z"},
+        {**common, "event_id": "late", "path": "/b", "occurred_at": "2026-01-01T09:00:00.000000Z",
+         "persisted_at": "2026-01-01T10:00:06.000000Z"},  # replayed from the spool an hour later
+    ])
+    db.close()
+    app = app_with(**settings_env)
+    by_time = call_wsgi(app, "GET", "/events", query="limit=1").json()["events"]
+    by_write = call_wsgi(app, "GET", "/events", query="limit=1&order=persisted").json()["events"]
+    assert [e["event_id"] for e in by_time] == ["on-time"]
+    assert [e["event_id"] for e in by_write] == ["late"]
+    assert call_wsgi(app, "GET", "/events", query="order=random").status == 400
