@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-DEFAULT_INTERVAL = 2.0  # seconds between refreshes
+DEFAULT_INTERVAL = 1.0  # seconds between refreshes: a new request shows within ~1 s
 
 
 def interval(raw: str) -> float:
