@@ -149,9 +149,11 @@ class Appliance:
         self.consumer.start()
         return self
 
-    def _healthy(self) -> bool:
-        if not self.api.running:
-            raise AssertionError(f"API exited:\n{self.api.output()[-3000:]}")
+    def _healthy(self, owner: Process | None = None) -> bool:
+        """/healthz answers; fail at once if ``owner`` (the API, or supervisord) has exited."""
+        owner = owner or self.api
+        if not owner.running:
+            raise AssertionError(f"{owner.args[-1]} exited:\n{owner.output()[-3000:]}")
         try:
             return self.get("/healthz")[0] == 200
         except OSError:

@@ -34,17 +34,9 @@ class Supervised(Appliance):
 
     def start(self) -> "Supervised":
         self.up.start()
-        wait_until(self._healthy_up, 30, 0.2, "API /healthz under supervisord")
+        wait_until(lambda: self._healthy(self.up), 30, 0.2, "API /healthz under supervisord")
         wait_until(lambda: self.all_up(PROCESSES + ("kafka",)), 60, 0.5, "every process and Kafka UP")
         return self
-
-    def _healthy_up(self) -> bool:
-        if not self.up.running:
-            raise AssertionError(f"supervisord exited:\n{self.up.output()[-3000:]}")
-        try:
-            return self.get("/healthz")[0] == 200
-        except OSError:
-            return False
 
     def status(self) -> dict:
         return self.get("/status")[1]
