@@ -179,6 +179,38 @@ def run_python_load(url: str, seconds: float, connections: int = 32, **_ignored)
             "p99": percentile(latencies, 99), "requests": len(latencies), "errors": errors[0]}
 
 
+def paced_load(port: int, rate: float, seconds: float, connections: int, report: str) -> None:
+    """``rate`` GET / per second in all from ``connections`` keep-alive connections, for
+    ``seconds``; writes wrk's summary lines ("N requests in", "Non-2xx") to ``report``."""
+    answered, failed = [0], [0]
+    deadline = time.monotonic() + seconds
+    interval = connections / rate
+
+    def worker(offset: float) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        next_at = time.monotonic() + offset
+        while next_at < deadline:
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += interval
+            try:
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                response.read()
+                answered[0] += 1
+                failed[0] += response.status != 200
+            except (OSError, http.client.HTTPException):
+                conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i * interval / connections,))
+               for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    Path(report).write_text(f"{answered[0]} requests in {seconds:g}s\n"
+                            f"Non-2xx or 3xx responses: {failed[0]}\n")
+
+
 # --- statistics and output ----------------------------------------------------------------
 
 
