@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .config import Settings
@@ -32,15 +32,45 @@ def ensure_topic(client, settings: Settings, timeout: float) -> int:
     if topic in metadata.topics and not metadata.topics[topic].error:
         return len(metadata.topics[topic].partitions)
     admin = AdminClient(base_config(settings))
-    future = admin.create_topics([NewTopic(topic, settings.kafka_partitions, 1)],
-                                 operation_timeout=timeout)[topic]
+    partitions = settings.events_partitions
+    future = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=timeout)[topic]
     try:
         future.result(timeout)
-        log.info("created topic", extra={"topic": topic, "partitions": settings.kafka_partitions})
+        log.info("created topic", extra={"topic": topic, "partitions": partitions})
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise
-    return settings.kafka_partitions
+    return partitions
+
+
+def topic_id(admin: AdminClient, topic: str, timeout: float) -> str | None:
+    """The topic's id (a new one each time the topic is created), or None if it is missing."""
+    future = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic]
+    try:
+        description = future.result(timeout)
+    except KafkaException as exc:
+        if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return None
+        raise
+    return str(description.topic_id) if description.topic_id else None
+
+
+class CommittedOffsets:
+    """The consumer group's committed offsets, read by a client that never joins the group."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.kafka_topic_events
+        self._client = Consumer({**base_config(settings), "group.id": settings.kafka_consumer_group,
+                                 "enable.auto.commit": False, "log_level": 0})
+
+    def read(self, partitions: int, timeout: float) -> dict[int, int]:
+        """partition -> next offset the group will read (negative: nothing committed yet)."""
+        wanted = [TopicPartition(self.topic, p) for p in range(partitions)]
+        return {tp.partition: tp.offset for tp in self._client.committed(wanted, timeout=timeout)
+                if tp.error is None}
+
+    def close(self) -> None:
+        self._client.close()
 
 
 def client_logger(name: str) -> logging.Logger:

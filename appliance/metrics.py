@@ -40,7 +40,8 @@ class Metrics:
     NAMES = ("http_requests", "http_duration", "kafka_up", "produced", "queue_length",
              "spool_depth", "spool_dropped", "persisted", "batch_duration", "consumer_lag",
              "db_errors", "dead_letters", "component_up", "build_info", "rss", "cpu",
-             "broker_rss", "librdkafka_log_suppressed")
+             "broker_rss", "librdkafka_log_suppressed", "unconfirmed", "broker_recycles",
+             "consumer_stalls")
 
     def __init__(self) -> None:
         self.enabled = False
@@ -111,6 +112,13 @@ def _create(process: str, version: str) -> None:
                          multiprocess_mode="livemax")
     M.librdkafka_log_suppressed = Counter("librdkafka_log_lines_suppressed_total",
                                           "librdkafka log lines held back by the rate limit")
+    M.unconfirmed = Gauge("kafka_events_unconfirmed",
+                          "Events the embedded broker holds that the consumer has not persisted",
+                          multiprocess_mode="livemax")
+    M.broker_recycles = Counter("embedded_broker_recycles_total",
+                                "Restarts of the embedded broker by the agent", ["reason"])
+    M.consumer_stalls = Counter("consumer_stalls_total",
+                                "Times the consumer made no progress while events waited")
     M.build_info.labels(version=version).set(1)
 
 

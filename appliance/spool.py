@@ -1,9 +1,13 @@
-"""A durable, bounded FIFO of Kafka messages that could not be delivered (yet).
+"""The API's outbox: every event is written here first and leaves only once it is safe.
 
-SQLite in WAL mode with ``synchronous=NORMAL``: a row survives a crash or kill of the process
-(not necessarily a power cut), and an append costs tens of microseconds, so request threads may
-write here while Kafka is down. At ``max_bytes`` the oldest rows are dropped and counted; the
-count is persisted so /kafka/status shows every drop since the spool was created.
+SQLite in WAL mode with ``synchronous=NORMAL``: a committed row survives a crash or kill of the
+process (not necessarily a power cut). The relay reads rows in id order, hands them to Kafka and
+removes each one when the release rule says so (acknowledged by Kafka, or persisted by the
+consumer). At ``max_bytes`` the oldest rows are dropped and counted; the count is persisted, so
+/kafka/status shows every drop since the spool was created.
+
+Only one thread writes rows (the SpoolWriter's), one reads and removes them (the relay's); a
+lock serialises the two on the one connection.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .metrics import M
 
 log = logging.getLogger("appliance.spool")
 
 Headers = list[tuple[str, bytes]]
+Message = tuple[bytes | None, bytes, Headers | None]  # key, value, headers
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -36,6 +43,7 @@ class SpooledMessage:
     key: bytes | None
     value: bytes
     headers: Headers
+    size: int
 
 
 def _encode_headers(headers: Headers | None) -> str | None:
@@ -47,72 +55,39 @@ def _decode_headers(text: str | None) -> Headers:
     return [(k, v.encode("latin-1")) for k, v in json.loads(text)] if text else []
 
 
-class _Ticket:
-    """One caller's rows waiting for a group commit."""
-
-    __slots__ = ("rows", "done", "error")
-
-    def __init__(self, rows: list[tuple]) -> None:
-        self.rows, self.done, self.error = rows, False, None
-
-
 class Spool:
     def __init__(self, directory: Path, max_bytes: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "spool.db"
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()  # one committer (and reader) at a time
-        self._queue_lock = threading.Lock()  # guards the queue of rows waiting for a commit
-        self._queue: list[_Ticket] = []
+        self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
-        self.depth, self.bytes = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool").fetchone()
+        self.depth, self.bytes, self.last_id = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(MAX(id), 0) FROM spool").fetchone()
         self.dropped = self._db.execute("SELECT value FROM meta WHERE name='dropped'").fetchone()[0]
+        self.dropped_below = 0  # every id up to this one was dropped (drops remove a prefix)
         self.appended = 0  # since this process started
 
-    def append(self, messages: list[tuple[bytes | None, bytes, Headers | None]]) -> None:
-        """Store messages at the tail, in order, and return once they are committed.
-
-        Group commit: while one thread commits, others queue their rows; the next thread to get
-        the lock commits everything queued in one transaction. Under load (Kafka down, every
-        request thread spooling) that is one transaction for many events instead of one each,
-        and no caller returns before its rows are on disk."""
-        if not messages:
-            return
-        ticket = _Ticket([(key, value, _encode_headers(headers), len(value) + len(key or b""))
-                          for key, value, headers in messages])
-        with self._queue_lock:
-            self._queue.append(ticket)
+    def append(self, messages: list[Message]) -> None:
+        """Store messages at the tail, in order, in one transaction; raise if they were not."""
+        rows = [(key, value, _encode_headers(headers), len(value) + len(key or b""))
+                for key, value, headers in messages]
         with self._lock:
-            if not ticket.done:
-                with self._queue_lock:
-                    group, self._queue = self._queue, []
-                self._commit(group)
-        if ticket.error is not None:
-            raise ticket.error
-
-    def _commit(self, group: list["_Ticket"]) -> None:
-        rows = [row for ticket in group for row in ticket.rows]
-        try:
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.executemany(
                     "INSERT INTO spool (key, value, headers, size) VALUES (?, ?, ?, ?)", rows)
-        except Exception as exc:  # every waiting caller learns its rows were not kept
-            for ticket in group:
-                ticket.done, ticket.error = True, exc
-            return
-        for ticket in group:
-            ticket.done = True
-        self.depth += len(rows)
-        self.bytes += sum(row[3] for row in rows)
-        self.appended += len(rows)
-        if self.bytes > self.max_bytes:
-            self._drop_oldest()
+                last_id = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
+            self.depth += len(rows)
+            self.bytes += sum(row[3] for row in rows)
+            self.appended += len(rows)
+            self.last_id = last_id
+            if self.bytes > self.max_bytes:
+                self._drop_oldest()
 
     def _drop_oldest(self) -> None:
         # Walk from the head until enough bytes are freed; one transaction for delete + count.
@@ -131,32 +106,31 @@ class Spool:
         self.depth -= count
         self.bytes -= freed
         self.dropped += count
+        self.dropped_below = last_id
         M.spool_dropped.inc(count)
         log.warning("spool full: dropped oldest events",
                     extra={"dropped": count, "dropped_total": self.dropped,
                            "max_bytes": self.max_bytes})
 
-    def peek(self, limit: int) -> list[SpooledMessage]:
+    def read_from(self, first_id: int, limit: int) -> list[SpooledMessage]:
+        """Up to ``limit`` rows with ids from ``first_id`` on, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, key, value, headers FROM spool ORDER BY id LIMIT ?", (limit,)).fetchall()
-        return [SpooledMessage(r[0], r[1], r[2], _decode_headers(r[3])) for r in rows]
+                "SELECT id, key, value, headers, size FROM spool WHERE id >= ? ORDER BY id LIMIT ?",
+                (first_id, limit)).fetchall()
+        return [SpooledMessage(r[0], r[1], r[2], _decode_headers(r[3]), r[4]) for r in rows]
 
-    def remove(self, ids: list[int]) -> None:
-        if not ids:
-            return
+    def remove(self, rows: list[tuple[int, int]]) -> None:
+        """Delete rows given as (id, size); rows dropped meanwhile are not counted twice."""
         with self._lock:
+            rows = [(row_id, size) for row_id, size in rows if row_id > self.dropped_below]
+            if not rows:
+                return
             with self._db:
                 self._db.execute("BEGIN")
-                removed = 0
-                freed = 0
-                for row_id in ids:
-                    row = self._db.execute("SELECT size FROM spool WHERE id=?", (row_id,)).fetchone()
-                    if row:
-                        self._db.execute("DELETE FROM spool WHERE id=?", (row_id,))
-                        removed, freed = removed + 1, freed + row[0]
-            self.depth -= removed
-            self.bytes -= freed
+                self._db.executemany("DELETE FROM spool WHERE id = ?", [(r,) for r, _ in rows])
+            self.depth -= len(rows)
+            self.bytes -= sum(size for _, size in rows)
 
     def close(self) -> None:
         with self._lock:
@@ -165,57 +139,100 @@ class Spool:
                 self._db = None
 
 
-class SpoolWriter:
-    """Hands messages to the spool from one background thread, in batches.
+ACCEPTED, REFUSED, WRITTEN, NOT_WRITTEN = "accepted", "refused", "written", "not written"
 
-    Measured with Kafka down (bench/http_throughput.py): when each of 8 Waitress threads
-    committed its own events, GIL hand-offs around every SQLite call stretched a commit to ~10 ms
-    and the API managed ~350 req/s. Request threads now only queue and go on; this thread
-    commits whatever has gathered, at least every BATCH_WAIT. What waits here is lost in a
-    crash, as events in librdkafka's queue are while Kafka is up: at most BATCH_WAIT of them.
+
+class _Ticket:
+    """A caller waiting until its rows are committed (EVENT_DURABILITY=sync, POST /kafka/publish)."""
+
+    __slots__ = ("done", "ok")
+
+    def __init__(self) -> None:
+        self.done, self.ok = threading.Event(), False
+
+
+class SpoolWriter:
+    """Request threads hand events here; one thread commits them to the spool in groups.
+
+    Measured with Kafka down (bench/http_throughput.py): when each of 8 Waitress threads committed
+    its own events, GIL hand-offs around every SQLite call stretched a commit to ~10 ms and the API
+    managed ~350 req/s; with one committing thread it managed ~1,600. ``linger`` is how long the
+    thread lets events gather before a commit: it bounds what a crash can lose for callers that do
+    not wait, and costs callers that wait nothing when 0 (whatever queued during the previous
+    commit goes into the next one).
     """
 
-    BATCH_WAIT = 0.02  # seconds: the most an event waits before it is on disk
     MAX_PENDING = 100_000  # messages; beyond this (disk stuck) new ones are refused and counted
 
-    def __init__(self, spool: Spool, on_lost) -> None:
+    def __init__(self, spool: Spool, on_lost: Callable[[list[Message]], None],
+                 on_written: Callable[[], None] = lambda: None, linger: float = 0.02) -> None:
         self.spool = spool
         self.on_lost = on_lost  # called with the messages a failed commit could not keep
-        self._pending: list = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self.on_written = on_written
+        self.linger = linger
+        self._pending: list[Message] = []
+        self._tickets: list[_Ticket] = []
+        self._cond = threading.Condition()
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
 
-    def put(self, messages: list) -> bool:
-        with self._lock:
-            if len(self._pending) + len(messages) > self.MAX_PENDING:
-                return False
+    def put(self, messages: list[Message], wait: bool = False, timeout: float = 10.0) -> str:
+        """Queue messages: "accepted"; "refused" when too many are pending (the disk is stuck)
+        or the writer stopped. With ``wait``, return once they are committed: "written", or
+        "not written" (``on_lost`` has counted them)."""
+        ticket = _Ticket() if wait else None
+        with self._cond:
+            if len(self._pending) + len(messages) > self.MAX_PENDING or self._stopping:
+                return REFUSED
             self._pending.extend(messages)
-        return True
+            if ticket is not None:
+                self._tickets.append(ticket)
+            self._cond.notify()
+        if ticket is None:
+            return ACCEPTED
+        return WRITTEN if ticket.done.wait(timeout) and ticket.ok else NOT_WRITTEN
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.BATCH_WAIT):
-            self._write()
+        while self._next_group():
+            pass
 
-    def _write(self) -> None:
-        with self._lock:
+    def _next_group(self) -> bool:
+        with self._cond:
+            while not self._pending and not self._stopping:
+                self._cond.wait()
+            if not self._pending:
+                return False
+        if self.linger:
+            time.sleep(self.linger)  # let more gather: fewer, larger commits
+        with self._cond:
             batch, self._pending = self._pending, []
-        if not batch:
-            return
+            tickets, self._tickets = self._tickets, []
+        self._commit(batch, tickets)
+        return True
+
+    def _commit(self, batch: list[Message], tickets: list[_Ticket]) -> None:
+        ok = True
         try:
             self.spool.append(batch)
         except Exception:  # disk full, file removed: say so and count every message
+            ok = False
             log.exception("spool write failed; events lost", extra={"count": len(batch)})
             self.on_lost(batch)
+        for ticket in tickets:
+            ticket.ok = ok
+            ticket.done.set()
+        if ok:
+            self.on_written()
 
     def close(self) -> None:
-        """Write what is still pending, then stop; safe to call twice."""
-        self._stop.set()
+        """Commit what is still pending, then stop; safe to call twice."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
         if self._thread.is_alive():
-            self._thread.join(5)
-        self._write()
+            self._thread.join(10)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.spool import Spool
+from appliance.spool import ACCEPTED, NOT_WRITTEN, WRITTEN, Spool, SpoolWriter
 
 
 def message(i: int, size: int = 100) -> tuple[bytes, bytes, list]:
@@ -14,12 +14,13 @@ def message(i: int, size: int = 100) -> tuple[bytes, bytes, list]:
 def test_messages_come_back_in_order_with_their_keys_and_headers(tmp_path):
     spool = Spool(tmp_path, 1_000_000)
     spool.append([message(i) for i in range(5)])
-    peeked = spool.peek(10)
-    assert [m.value[:6] for m in peeked] == [b"000000", b"000001", b"000002", b"000003", b"000004"]
-    assert peeked[0].key == b"k0" and peeked[0].headers == [("traceparent", b"\x00\xff")]
-    spool.remove([m.id for m in peeked[:2]])
-    assert [m.value[:6] for m in spool.peek(10)] == [b"000002", b"000003", b"000004"]
-    assert spool.depth == 3
+    read = spool.read_from(1, 10)
+    assert [m.value[:6] for m in read] == [b"000000", b"000001", b"000002", b"000003", b"000004"]
+    assert read[0].key == b"k0" and read[0].headers == [("traceparent", b"\x00\xff")]
+    spool.remove([(m.id, m.size) for m in read[:2]])
+    assert [m.value[:6] for m in spool.read_from(1, 10)] == [b"000002", b"000003", b"000004"]
+    assert spool.depth == 3 and spool.bytes == sum(m.size for m in read[2:])
+    assert [m.value[:6] for m in spool.read_from(read[3].id, 10)] == [b"000003", b"000004"]
 
 
 def test_spool_survives_reopening(tmp_path):
@@ -28,7 +29,8 @@ def test_spool_survives_reopening(tmp_path):
     spool.close()
     again = Spool(tmp_path, 1_000_000)
     assert again.depth == 3 and again.bytes == spool.bytes
-    assert [m.key for m in again.peek(10)] == [b"k0", b"k1", b"k2"]
+    assert [m.key for m in again.read_from(1, 10)] == [b"k0", b"k1", b"k2"]
+    assert again.last_id == 3
 
 
 def test_at_the_bound_the_oldest_are_dropped_and_counted_durably(tmp_path):
@@ -36,8 +38,9 @@ def test_at_the_bound_the_oldest_are_dropped_and_counted_durably(tmp_path):
     spool.append([message(i) for i in range(15)])
     assert spool.bytes <= 1_000
     assert spool.dropped == 15 - spool.depth and spool.dropped > 0
-    kept = [int(m.value[:6]) for m in spool.peek(100)]
+    kept = [int(m.value[:6]) for m in spool.read_from(1, 100)]
     assert kept == list(range(15 - len(kept), 15))  # the newest survive, in order
+    assert spool.dropped_below == 15 - len(kept)  # ids 1..dropped_below are gone
     spool.close()
     assert Spool(tmp_path, 1_000).dropped == 15 - len(kept)
 
@@ -48,23 +51,42 @@ def test_close_twice_is_harmless(tmp_path):
     spool.close()
 
 
+def test_removing_rows_a_full_spool_already_dropped_counts_nothing_twice(tmp_path):
+    spool = Spool(tmp_path, max_bytes=1_000)
+    spool.append([message(i) for i in range(5)])
+    first = spool.read_from(1, 5)
+    spool.append([message(i) for i in range(5, 15)])  # drops the oldest
+    spool.remove([(m.id, m.size) for m in first])
+    assert spool.depth == len(spool.read_from(1, 100))
+    assert spool.bytes == sum(m.size for m in spool.read_from(1, 100))
+
+
 def test_writer_puts_everything_on_disk_by_close(tmp_path):
-    from appliance.spool import SpoolWriter
     spool = Spool(tmp_path, 1_000_000)
     writer = SpoolWriter(spool, on_lost=lambda batch: pytest.fail("nothing should be lost"))
     for i in range(200):
-        assert writer.put([message(i)])
+        assert writer.put([message(i)]) == ACCEPTED
     writer.close()
     assert spool.depth == 200
-    assert [int(m.value[:6]) for m in spool.peek(500)] == list(range(200))
+    assert [int(m.value[:6]) for m in spool.read_from(1, 500)] == list(range(200))
+
+
+def test_a_waiting_caller_returns_once_its_rows_are_committed(tmp_path):
+    spool = Spool(tmp_path, 1_000_000)
+    written: list = []
+    writer = SpoolWriter(spool, on_lost=lambda batch: pytest.fail("nothing should be lost"),
+                         on_written=lambda: written.append(spool.depth), linger=0)
+    assert writer.put([message(1)], wait=True) == WRITTEN
+    assert spool.depth == 1 and written == [1]
+    writer.close()
 
 
 def test_writer_reports_what_a_failed_commit_could_not_keep(tmp_path):
-    from appliance.spool import SpoolWriter
     spool = Spool(tmp_path, 1_000_000)
     spool.close()  # every commit now fails
     lost: list = []
-    writer = SpoolWriter(spool, on_lost=lost.extend)
+    writer = SpoolWriter(spool, on_lost=lost.extend, linger=0)
+    assert writer.put([message(0)], wait=True) == NOT_WRITTEN
     writer.put([message(1), message(2)])
     writer.close()
-    assert [m[0] for m in lost] == [b"k1", b"k2"]
+    assert [m[0] for m in lost] == [b"k0", b"k1", b"k2"]

@@ -1,0 +1,232 @@
+"""The relay: one thread that moves events from the spool to Kafka and removes them when safe.
+
+Each turn it serves delivery reports, sends what the spool holds beyond its cursor (while the
+broker is up and not paused), deletes the rows the tracker released, and, when the release rule
+is "committed", asks the consumer group's committed offsets. The spool is the one queue: live
+events, events kept through an outage and events the broker lost all leave from it in id order.
+
+At most WINDOW events are in Kafka's hands unconfirmed at a time; beyond that, new events wait
+on disk: a consumer that stopped cannot make the embedded broker grow without bound.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from functools import partial
+
+from confluent_kafka import KafkaError, KafkaException
+
+from . import events
+from .broker_watch import PROBE_INTERVAL, PROBE_TIMEOUT, BrokerWatch, ProducerHandle
+from .config import Settings
+from .delivery import DeliveryTracker
+from .kafkautil import CommittedOffsets
+from .metrics import M
+from .spool import Spool
+
+log = logging.getLogger("appliance.producer")
+SEND_BATCH = 1000  # rows read from the spool per turn
+WINDOW = 50_000  # events Kafka may hold unconfirmed; ~25 MB of the embedded broker's memory
+TICK = 0.02  # seconds a turn waits for delivery reports: how soon a new event is sent
+CONFIRM_INTERVAL = 0.5  # seconds between reads of the group's committed offsets
+REPORT_TIMEOUT = 20.0  # seconds: message.timeout.ms (15 s) + margin; a report must come by then
+
+
+def value_type(value: bytes | None) -> str:
+    """The event_type metric label of an encoded event, without parsing the JSON."""
+    start = (value or b"").find(b'"event_type":"')
+    if start < 0:
+        return "unknown"
+    start += len(b'"event_type":"')
+    return events.type_label(value[start:value.find(b'"', start)].decode(errors="replace"))
+
+
+class Relay:
+    def __init__(self, settings: Settings, spool: Spool, handle: ProducerHandle,
+                 watch: BrokerWatch, tracker: DeliveryTracker, stats,
+                 offsets: CommittedOffsets | None = None) -> None:
+        self.topic = settings.kafka_topic_events
+        self.spool, self.handle, self.watch, self.tracker, self.stats = (
+            spool, handle, watch, tracker, stats)
+        self.cursor = 1  # the next spool id to consider sending
+        self.incarnation = watch.topic_id
+        self.batches = 0  # record batches written to this incarnation of the topic
+        if offsets is None and tracker.until_committed:
+            offsets = CommittedOffsets(settings)
+        self._offsets = offsets
+        self._confirmed_at = self._sampled_at = 0.0
+        self._forgotten_below = 0
+        self._last_report = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kafka-relay", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.turn()
+            except KafkaException as exc:  # poll() raises a fatal error: the watch replaces it
+                self.watch.note_failure(exc.args[0])
+                self._stop.wait(TICK)
+            except Exception:  # this thread is what delivers: it must outlive any surprise
+                log.exception("relay turn failed; retrying")
+                self._stop.wait(1.0)
+
+    def turn(self) -> None:
+        self.handle.producer.poll(TICK)  # delivery reports and statistics
+        self.watch.check_pause()  # every turn: the agent waits for us to stop sending
+        self._follow_incarnation()
+        self._remove_released()  # before sending: a released row is tracked no more
+        rewind = self.tracker.take_rewind()
+        if rewind is not None:
+            self.cursor = min(self.cursor, rewind)
+        if self.watch.can_send:
+            self._send()
+        self._confirm_if_due()
+        self._check_reports()
+        self._sample_gauges()
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def _send(self) -> None:
+        if self.spool.last_id < self.cursor:
+            return
+        room = WINDOW - self.tracker.outstanding
+        if room <= 0:
+            return
+        first = max(self.cursor, self.spool.dropped_below + 1)
+        for message in self.spool.read_from(first, min(SEND_BATCH, room)):
+            if not self.tracker.tracked(message.id) and not self._produce(message):
+                return
+            self.cursor = message.id + 1
+
+    def _produce(self, message) -> bool:
+        try:
+            self.handle.producer.produce(
+                self.topic, message.value, message.key, headers=message.headers or None,
+                on_delivery=partial(self._on_delivery, message.id))
+        except BufferError:
+            self.watch.note_error("local queue full")
+            return False
+        except KafkaException as exc:  # a fatal producer refuses; the watch replaces it
+            self.watch.note_failure(exc.args[0])
+            return False
+        self.tracker.sent(message.id, message.size)
+        return True
+
+    def _on_delivery(self, row_id: int, err: KafkaError | None, msg) -> None:
+        self._last_report = time.monotonic()
+        kind = value_type(msg.value())
+        if err is None:
+            self.stats.add("delivered")
+            M.produced.labels(kind, "delivered").inc()
+            self.tracker.delivered(row_id, msg.partition(), msg.offset())
+            return
+        self.stats.add("failed")
+        M.produced.labels(kind, "failed").inc()
+        self.watch.note_error(err.str())
+        self.tracker.failed(row_id)
+
+    def on_stats(self, text: str) -> None:
+        """librdkafka's statistics: count the record batches written to our topic."""
+        try:
+            self.batches += json.loads(text)["topics"][self.topic]["batchcnt"]["cnt"]
+        except (KeyError, TypeError, ValueError):
+            pass  # nothing produced to the topic in this window
+
+    # --- releasing -------------------------------------------------------------------------
+
+    def _remove_released(self) -> None:
+        released = self.tracker.take_released()
+        if released:
+            self.spool.remove(released)
+        if self.spool.dropped_below > self._forgotten_below:  # a full spool dropped rows
+            self._forgotten_below = self.spool.dropped_below
+            self.tracker.forget_below(self._forgotten_below)
+
+    def _confirm_if_due(self) -> None:
+        # Also while paused: the agent waits for everything sent to be confirmed before it
+        # recycles the broker.
+        now = time.monotonic()
+        if (self._offsets is None or not self.tracker.unconfirmed
+                or now - self._confirmed_at < CONFIRM_INTERVAL):
+            return
+        self._confirmed_at = now
+        self.confirm()
+
+    def confirm(self) -> int:
+        """Release what the consumer group has committed, if the topic stayed the same
+        incarnation throughout the read (a restart in between would make its offsets lie)."""
+        try:
+            before = self.watch.read_topic_id()
+            committed = self._offsets.read(self.watch.partitions or 1, PROBE_TIMEOUT)
+            after = self.watch.read_topic_id()
+        except KafkaException as exc:  # the broker is gone: try again after a probe interval
+            self.watch.note_error(f"reading committed offsets: {exc.args[0]}")
+            self._confirmed_at = time.monotonic() + PROBE_INTERVAL
+            return 0
+        if not before == after == self.incarnation:
+            return 0  # the topic changed: _follow_incarnation resets on the next turn
+        return self.tracker.confirm(committed)
+
+    def _follow_incarnation(self) -> None:
+        current = self.watch.topic_id
+        if current == self.incarnation:
+            return
+        # Serve every report still queued first: one that arrives later cannot be from the old
+        # incarnation, since the old broker is gone before the new topic exists.
+        while self.handle.producer.poll(0):
+            pass
+        resent = self.tracker.reset()
+        self.incarnation, self.batches = current, 0
+        if resent:
+            log.warning("broker lost unconfirmed events; sending them again from the spool",
+                        extra={"events": resent})
+
+    def _check_reports(self) -> None:
+        """A producer that has messages out and reports nothing while the broker answers is
+        wedged (seen with idempotence after a broker restart, without any fatal error)."""
+        now = time.monotonic()
+        if (self.tracker.in_flight and self.watch.kafka_up
+                and now - self._last_report > REPORT_TIMEOUT):
+            self._last_report = now
+            self.watch.note_error("producer delivered nothing while the broker answers")
+            self.watch.mark_fatal()
+
+    def _sample_gauges(self) -> None:
+        now = time.monotonic()
+        if now - self._sampled_at >= 1.0:
+            self._sampled_at = now
+            M.queue_length.set(len(self.handle.producer))
+            M.spool_depth.set(self.spool.depth)
+            M.unconfirmed.set(self.tracker.unconfirmed)
+
+    # --- shutdown --------------------------------------------------------------------------
+
+    def close(self, timeout: float) -> int:
+        """Stop the thread, send what the spool holds, wait up to ``timeout`` for the reports;
+        return how many events were not delivered (they stay in the spool)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        producer = self.handle.producer
+        self._remove_released()
+        if self.watch.can_send:
+            self._send()
+        remaining = producer.flush(timeout) if self.watch.kafka_up else len(producer)
+        if remaining:
+            producer.purge(in_queue=True, in_flight=True, blocking=True)
+            deadline = time.monotonic() + 5
+            while len(producer) and time.monotonic() < deadline:
+                producer.poll(0.1)  # purged messages come back as failed reports
+        if self._offsets is not None and self.tracker.unconfirmed and self.watch.kafka_up:
+            self.confirm()
+        self._remove_released()
+        if self._offsets is not None:
+            self._offsets.close()
+        return remaining
