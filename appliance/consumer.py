@@ -25,6 +25,7 @@ from .config import Settings
 from .kafkautil import base_config, client_logger, ensure_topic
 from .metrics import M
 from .version import __version__
+from .watchdog import ProgressWatchdog
 
 log = logging.getLogger("appliance.consumer")
 BATCH_SIZE = 500  # FACTS.md: a synchronous commit per 500 reached ~149k msg/s on Tansu
@@ -41,12 +42,16 @@ def consumer_config(settings: Settings, logger: logging.Logger) -> dict[str, Any
         "client.id": f"simple-time-service-consumer@{socket.gethostname()}",
         "enable.auto.commit": False,  # we commit after the database commit, never before
         "auto.offset.reset": "earliest",  # a new group starts at the oldest event: none skipped
-        # FACTS.md: a group join takes about session.timeout.ms / 2 (23 s at the 45 s default);
-        # 6 s brings it to ~3 s, and a dead consumer's partitions move on within 6 s.
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 1500,
-        # FACTS.md: 10 ms instead of 500 cut delivery p50 from 134 ms to 3 ms on a live stream.
-        "fetch.wait.max.ms": 10,
+        # A group join takes about session.timeout.ms / 2 on the embedded broker (measured: 23 s
+        # at the 45 s default, 3.1 s at 6 s, 2.1 s at 3 s), and a dead consumer's partitions move
+        # on after it. 3 s for the embedded broker, which rejoins after every recycle; 6 s is the
+        # lowest a Kafka broker accepts by default (group.min.session.timeout.ms).
+        "session.timeout.ms": 3000 if settings.embedded_broker else 6000,
+        "heartbeat.interval.ms": 1000 if settings.embedded_broker else 1500,
+        # The embedded broker lists every record batch of the partition within this budget and
+        # answers empty when it runs out (docs/embedded-broker.md): 100 ms leaves room for
+        # ~60,000 batches, while a caught-up fetch still returns within ~50 ms of new data.
+        "fetch.wait.max.ms": 100,
         **base_config(settings),
         "error_cb": lambda err: log.warning("kafka: %s", err.str()) if err.fatal() else None,
         "logger": logger,
@@ -68,6 +73,8 @@ class EventConsumer:
         self.last_db_error: str | None = None
         self.assigned: set[int] = set()
         self._state_written = 0.0
+        self.watchdog = ProgressWatchdog()
+        self.last_persisted_at: str | None = None
 
     def request_stop(self, *_args) -> None:
         self.stop_requested = True
@@ -76,8 +83,7 @@ class EventConsumer:
         self._write_state(force=True)  # the agent sees a live consumer from the start
         self._open_store_until_ready()
         self._ensure_topic_until_ready()
-        self.consumer.subscribe([self.settings.kafka_topic_events], on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.subscribe()
         log.info("consuming", extra={"topic": self.settings.kafka_topic_events,
                                      "group": self.settings.kafka_consumer_group,
                                      "db_path": str(self.settings.db_path)})
@@ -85,8 +91,30 @@ class EventConsumer:
             self.step()
         if self.settings.embedded_broker:
             self.drain()
+        self.report_unpersisted()
         self.close()
         return 0
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe([self.settings.kafka_topic_events], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+
+    def recreate_client(self) -> None:
+        """A stalled client is replaced: the new one rejoins and starts at the committed offsets."""
+        log.warning("replacing the stalled Kafka consumer client", extra={"lag": self.watchdog.lag})
+        self.close_client()
+        self.assigned = set()
+        self.consumer = Consumer(consumer_config(self.settings, client_logger("librdkafka.consumer")))
+        self.subscribe()
+
+    def report_unpersisted(self) -> None:
+        """Say exactly how many events the topic still held when the consumer stopped."""
+        lag = self.lag()
+        if lag:
+            where = ("the API's spool keeps them until they are persisted"
+                     if self.settings.embedded_broker else "they stay in Kafka for the next start")
+            log.warning(f"stopping with {lag} events not persisted yet; {where}",
+                        extra={"lag": lag})
 
     def drain(self) -> None:
         """The embedded broker stops right after us and forgets everything it holds, and the
@@ -98,30 +126,37 @@ class EventConsumer:
         log.info("drained before stopping", extra={"persisted": self.persisted})
 
     def _caught_up(self) -> bool:
-        """Every assigned partition's position is at its high watermark (nothing left to read)."""
-        try:
-            assignment = self.consumer.assignment()
-            if not assignment:
-                return True  # mid-rebalance nothing can be read; the deadline bounds the wait
-            committed = {tp.partition: tp.offset
-                         for tp in self.consumer.committed(assignment, timeout=1.0)}
-            for tp in self.consumer.position(assignment):
-                # Nothing fetched on a partition yet: where the group stands is its commit.
-                offset = tp.offset if tp.offset >= 0 else committed.get(tp.partition, -1)
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0)
-                if offset < high and high > 0:
-                    return False
-        except KafkaException:
-            return True  # the broker is gone: nothing more can be drained from it
-        return True
+        """Nothing left to read on the assigned partitions (mid-rebalance, or with the broker
+        gone, nothing can be read: the deadline bounds the wait either way)."""
+        return not self.lag()
 
     def step(self) -> int:
         """Consume and persist one batch; return how many messages it held."""
         messages = [m for m in self._next_batch() if self._usable(m)]
         if messages and self._persist(messages):
             self._commit(messages)
+            self.watchdog.progressed()
         self._write_state()
         return len(messages)
+
+    def lag(self) -> int | None:
+        """Events on the assigned partitions not read yet, from the watermarks the last fetch
+        responses carried (no broker request); None without an assignment."""
+        try:
+            assignment = self.consumer.assignment()
+            if not assignment:
+                return None
+            total = 0
+            for tp in self.consumer.position(assignment):
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0 and tp.offset >= 0:
+                    total += max(0, high - tp.offset)
+                elif high > 0:  # nothing read yet on this partition: count from the commit
+                    committed = self.consumer.committed([tp], timeout=1.0)[0].offset
+                    total += high - max(committed, 0)
+            return total
+        except (KafkaException, RuntimeError):
+            return None
 
     def _next_batch(self) -> list:
         # consume(n, t) waits for n messages or t seconds (FACTS.md), which would add t to every
@@ -138,10 +173,17 @@ class EventConsumer:
         if not force and now - self._state_written < 1.0:
             return
         self._state_written = now
+        self.watchdog.observe(self.lag(), self.last_db_error is not None)
+        if self.watchdog.should_recreate():
+            self.recreate_client()
+        watchdog = self.watchdog
         state = {"at": events.utc_now_iso(), "db_failing": self.last_db_error is not None,
                  "last_db_error": self.last_db_error, "db_errors": self.db_errors,
                  "persisted": self.persisted, "dead_letters": self.dead_letters,
-                 "assigned_partitions": sorted(self.assigned)}
+                 "assigned_partitions": sorted(self.assigned), "lag": watchdog.lag,
+                 "stalled": watchdog.stalled_since is not None,
+                 "no_progress_s": round(watchdog.no_progress_s, 1), "stalls": watchdog.stalls,
+                 "last_persisted_at": self.last_persisted_at}
         path = self.settings.data_dir / STATE_FILE
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +215,7 @@ class EventConsumer:
             return False
         self._backoff = BACKOFF_START
         self.last_db_error = None
+        self.last_persisted_at = events.utc_now_iso()
         M.batch_duration.observe(time.perf_counter() - started)
         if tracing.enabled():
             self._trace(messages, started_ns)
@@ -274,12 +317,15 @@ class EventConsumer:
         while not self.stop_requested and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def close(self) -> None:
-        """Leave the group cleanly (the rows of every committed batch are already safe)."""
+    def close_client(self) -> None:
         try:
             self.consumer.close()
         except (KafkaException, RuntimeError):
             pass  # already closed or the broker is gone: nothing uncommitted is at risk
+
+    def close(self) -> None:
+        """Leave the group cleanly (the rows of every committed batch are already safe)."""
+        self.close_client()
         self.store.close()
         log.info("consumer stopped", extra={"persisted": self.persisted,
                                             "dead_letters": self.dead_letters})
