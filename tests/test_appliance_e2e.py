@@ -193,6 +193,8 @@ def test_embedded_broker_is_recycled_at_its_memory_limit_without_losing_events(a
                "every published event persisted")
     stored = [r[0] for r in app.rows("SELECT event_id FROM custom_events")]
     assert sorted(stored) == sorted(published)
-    rss = app.status()["components"]["process.broker"]["data"]["rss_mb"]
-    assert rss < 24, f"broker RSS {rss} MB after recycling"
-    assert "embedded broker recycled" in app.up.output()
+    # Bounded, whatever a fresh broker costs on this machine: the agent recycles it again while
+    # it is over the limit, so it comes back under it.
+    wait_until(lambda: app.status()["components"]["process.broker"]["data"]["rss_mb"] <= 24, 60,
+               0.5, "broker RSS back under EMBEDDED_BROKER_MAX_MB")
+    assert '"reason":"memory"' in app.up.output() and "embedded broker recycled" in app.up.output()
