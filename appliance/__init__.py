@@ -1,5 +1,5 @@
 """simple-time-service: request metadata + event audit appliance."""
 
-from .version import __version__
+from appliance.core.version import __version__
 
 __all__ = ["__version__"]

@@ -7,8 +7,8 @@ import importlib
 import sys
 from typing import Callable
 
-from .config import ConfigError, Settings
-from .version import __version__
+from appliance.core.config import ConfigError, Settings
+from appliance.core.version import __version__
 
 
 def process(target: str) -> Callable[[Settings, argparse.Namespace], int]:
@@ -39,10 +39,10 @@ def dashboard_options(command: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
-    "api": ("serve the HTTP API in the foreground", process(".api:main")),
+    "api": ("serve the HTTP API in the foreground", process(".api.main:main")),
     "consumer": ("persist events from Kafka into SQLite in the foreground",
-                 process(".consumer:main")),
-    "agent": ("probe every component and record its health", process(".agent:main")),
+                 process(".pipeline.consumer.consumer:main")),
+    "agent": ("probe every component and record its health", process(".agent.loop:main")),
     "up": ("run the whole appliance (supervisord) in the foreground", process(".supervise:up")),
     "down": ("stop the appliance running with this DATA_DIR", process(".supervise:down")),
     "ps": ("show the supervised processes", process(".supervise:ps")),

@@ -20,7 +20,7 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from .config import Settings
+from appliance.core.config import Settings
 
 log = logging.getLogger("appliance.supervise")
 API_FLUSH_SECONDS = 5  # producer flush at shutdown (producer.close)

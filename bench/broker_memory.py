@@ -17,8 +17,8 @@ import time
 
 import common
 from appliance import supervise
-from appliance.agent import rss_mb
-from appliance.config import Settings
+from appliance.agent.loop import rss_mb
+from appliance.core.config import Settings
 
 
 def parse_args() -> argparse.Namespace:

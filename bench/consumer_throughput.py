@@ -26,11 +26,12 @@ import uuid
 from pathlib import Path
 
 import common  # sets sys.path for appliance and tests/procs.py
-from appliance import events, persist, store
-from appliance.config import Settings
-from appliance.consumer import BATCH_SIZE, EventConsumer
-from appliance.ids import new_id
-from appliance.kafkautil import ensure_topic
+from appliance.schema import events, audit_db
+from appliance.pipeline.consumer import persist
+from appliance.core.config import Settings
+from appliance.pipeline.consumer.consumer import BATCH_SIZE, EventConsumer
+from appliance.core.ids import new_id
+from appliance.core.kafka import ensure_topic
 from confluent_kafka import Producer
 
 BASE = "raw sqlite3"
@@ -102,7 +103,7 @@ def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]]) -> flo
 
 def fresh_db(tmp: Path, name: str) -> Path:
     path = tmp / f"{name}.db"
-    schema = store.Store(path)
+    schema = audit_db.Store(path)
     schema.open()  # the schema and indexes exactly as the consumer creates them
     schema.close()
     return path
@@ -132,7 +133,7 @@ def raw_batches(messages: list[Message]) -> list[list[tuple[str, list[tuple]]]]:
 def run_raw(path: Path, batches) -> float:
     db = sqlite3.connect(path, isolation_level=None)
     for pragma in ("journal_mode=wal", "synchronous=normal", "busy_timeout=5000"):
-        db.execute(f"PRAGMA {pragma}")  # the consumer's pragmas (appliance/store.py)
+        db.execute(f"PRAGMA {pragma}")  # the consumer's pragmas (appliance/audit_db.py)
     started = time.perf_counter()
     for statements in batches:
         db.execute("BEGIN")

@@ -23,7 +23,7 @@ import urllib.request
 
 import common
 from appliance import supervise
-from appliance.config import Settings
+from appliance.core.config import Settings
 
 PROGRAMS = ("api", "consumer", "agent", "broker")
 ANSWERED_RE = re.compile(r'^http_requests_total\{method="GET",route="/",status="200"\} (\S+)$', re.M)

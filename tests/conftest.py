@@ -24,7 +24,7 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 
-from appliance.config import VARIABLES
+from appliance.core.config import VARIABLES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

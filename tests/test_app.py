@@ -13,10 +13,10 @@ from typing import Any
 import bottle
 import pytest
 
-from appliance.app import Services, create_app
-from appliance.config import Settings
-from appliance.httpjson import BadRequest, read_json_object
-from appliance.netinfo import HostInfo
+from appliance.api.app import Services, create_app
+from appliance.core.config import Settings
+from appliance.api.jsonio import BadRequest, read_json_object
+from appliance.api.host import HostInfo
 
 from conftest import REPO_ROOT, UUID4_RE, call_wsgi
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from appliance import supervise
-from appliance.config import Settings
+from appliance.core.config import Settings
 from procs import Appliance, Process, broker_binary, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]

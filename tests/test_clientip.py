@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.clientip import parse_ip, resolve
-from appliance.config import LOOPBACK
+from appliance.api.clientip import parse_ip, resolve
+from appliance.core.config import LOOPBACK
 
 net = ipaddress.ip_network
 PROXIES = (net("10.0.0.0/8"), net("fd00::/8"), *LOOPBACK)  # loopback plus a private proxy tier

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance import config
-from appliance.config import ConfigError, Settings
+from appliance.core import config
+from appliance.core.config import ConfigError, Settings
 
 net = ipaddress.ip_network
 

@@ -24,7 +24,8 @@ import pytest
 from rich.console import Console
 from textual.widgets import DataTable
 
-from appliance import cli, status_store, store
+from appliance import cli
+from appliance.schema import status_db, audit_db
 from conftest import launch_server, run_cli
 from dashboard.app import DashboardApp
 from dashboard.client import ApplianceClient, ApplianceError
@@ -56,21 +57,21 @@ ALL_UP = {
 
 
 def now_iso(seconds_ago: float = 0.0) -> str:
-    return status_store.iso(datetime.now(timezone.utc) - timedelta(seconds=seconds_ago))
+    return status_db.iso(datetime.now(timezone.utc) - timedelta(seconds=seconds_ago))
 
 
 def record_status(data_dir: Path, results: dict[str, tuple[str, str, dict]]) -> None:
-    db = status_store.connect(data_dir / "status.db")
+    db = status_db.connect(data_dir / "status.db")
     try:
         # interval 60 s: the agent counts as alive for the whole test
-        status_store.record(results, datetime.now(timezone.utc), 60.0, "0.1.0")
+        status_db.record(results, datetime.now(timezone.utc), 60.0, "0.1.0")
     finally:
         db.close()
 
 
 def http_response(path: str = "/", status: int = 200, seconds_ago: float = 0.0) -> tuple[type, dict]:
     at = now_iso(seconds_ago)
-    return store.HttpResponse, {
+    return audit_db.HttpResponse, {
         "event_id": str(uuid.uuid4()), "request_id": f"req-{uuid.uuid4().hex[:12]}",
         "occurred_at": at, "hostname": "web-1", "persisted_at": at, "method": "GET",
         "route": path, "path": path, "user_ip": "203.0.113.7", "status": status,
@@ -79,14 +80,14 @@ def http_response(path: str = "/", status: int = 200, seconds_ago: float = 0.0) 
 
 def custom_event(event_type: str, payload: dict, seconds_ago: float = 0.0) -> tuple[type, dict]:
     at = now_iso(seconds_ago)
-    return store.CustomEvent, {
+    return audit_db.CustomEvent, {
         "event_id": str(uuid.uuid4()), "request_id": f"req-{uuid.uuid4().hex[:12]}",
         "occurred_at": at, "hostname": "web-1", "persisted_at": at, "event_type": event_type,
         "payload": json.dumps(payload)}
 
 
 def insert_events(data_dir: Path, *rows: tuple[type, dict]) -> None:
-    events_db = store.Store(data_dir / "events.db")
+    events_db = audit_db.Store(data_dir / "events.db")
     db = events_db.open()
     try:
         with db.atomic():

@@ -23,7 +23,7 @@ import urllib.request
 import pytest
 from confluent_kafka import Producer
 
-from appliance import events
+from appliance.schema import events
 from procs import Process, wait_until
 from test_appliance_e2e import appliance, send  # noqa: F401 (appliance is the fixture)
 

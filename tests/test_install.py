@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from appliance.config import VARIABLES
+from appliance.core.config import VARIABLES
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "install.sh"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.config import Settings
-from appliance.kafkautil import base_config
+from appliance.core.config import Settings
+from appliance.core.kafka import base_config
 from conftest import free_port, run_cli
 
 

@@ -18,10 +18,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from appliance.app import create_app
-from appliance.config import Settings
-from appliance.openapi import openapi_document
-from appliance.version import __version__
+from appliance.api.app import create_app
+from appliance.core.config import Settings
+from appliance.api.openapi import openapi_document
+from appliance.core.version import __version__
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from appliance import events, persist, store
+from appliance.schema import events, audit_db
+from appliance.pipeline.consumer import persist
 
 
 class Message:
@@ -42,7 +43,7 @@ def test_each_type_goes_to_its_table():
         Message(event("deploy.done", {"v": 1})),
     ], "now")
     assert {model: len(rows) for model, rows in batch.rows.items()} == {
-        store.HttpRequest: 1, store.HttpResponse: 1, store.ErrorEvent: 1, store.CustomEvent: 1}
+        audit_db.HttpRequest: 1, audit_db.HttpResponse: 1, audit_db.ErrorEvent: 1, audit_db.CustomEvent: 1}
     assert batch.dead_letters == []
 
 

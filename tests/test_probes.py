@@ -8,9 +8,10 @@ import subprocess
 
 import pytest
 
-from appliance import probes, store
-from appliance.config import Settings
-from appliance.spool import Spool
+from appliance.agent import probes
+from appliance.schema import audit_db
+from appliance.core.config import Settings
+from appliance.pipeline.producer.spool import Spool
 from procs import IN_CI, Appliance, free_port, wait_until
 
 
@@ -54,7 +55,7 @@ def test_spool_with_waiting_events_is_degraded(tmp_path):
 def test_database_states(tmp_path):
     s = settings(tmp_path)
     assert probes.database(s, None)[0] == "DOWN"  # not created yet
-    db = store.Store(s.db_path)
+    db = audit_db.Store(s.db_path)
     db.open()
     db.close()
     state, _, data = probes.database(s, {"db_failing": False})

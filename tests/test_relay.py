@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from appliance.config import Settings
-from appliance.delivery import DeliveryTracker
-from appliance.producer import Stats
-from appliance.relay import WINDOW, Relay
-from appliance.spool import Spool
+from appliance.core.config import Settings
+from appliance.pipeline.producer.delivery import DeliveryTracker
+from appliance.pipeline.producer.sink import Stats
+from appliance.pipeline.producer.relay import WINDOW, Relay
+from appliance.pipeline.producer.spool import Spool
 
 
 class FakeMessage:
@@ -169,7 +169,7 @@ def test_paused_or_down_sends_nothing_and_resumes_where_it_stopped(tmp_path):
 
 
 def test_no_more_than_the_window_is_out_unconfirmed(tmp_path, monkeypatch):
-    monkeypatch.setattr("appliance.relay.WINDOW", 4)
+    monkeypatch.setattr("appliance.pipeline.producer.relay.WINDOW", 4)
     relay, spool, producer, _, offsets = relay_on(tmp_path, until_committed=True)
     spool.append([event(i) for i in range(10)])
     turns(relay)

@@ -287,9 +287,9 @@ def test_in_flight_request_completes_during_shutdown():
     import threading
     import urllib.request
 
-    from appliance.config import Settings
-    from appliance.lifecycle import Lifecycle
-    from appliance.server import ApiServer, bind
+    from appliance.core.config import Settings
+    from appliance.api.lifecycle import Lifecycle
+    from appliance.api.server import ApiServer, bind
 
     lifecycle = Lifecycle()
     entered = threading.Event()

@@ -15,16 +15,16 @@ from typing import Any
 import bottle
 import peewee
 
-from . import events, status_store, store
-from .httpjson import BadRequest, error_response, json_response
-from .kafka_routes import authorized, unauthorized
-from .services import Services
-from .version import __version__
+from appliance.schema import events, status_db, audit_db
+from appliance.api.jsonio import BadRequest, error_response, json_response
+from appliance.api.routes.kafka import authorized, unauthorized
+from appliance.api.services import Services
+from appliance.core.version import __version__
 
 STALE_INTERVALS = 3  # agent silent this many intervals -> its data is not current
 MAX_LIMIT, DEFAULT_LIMIT = 500, 50
-TYPE_MODELS = {"http_request": store.HttpRequest, "http_response": store.HttpResponse,
-               "error": store.ErrorEvent, "custom": store.CustomEvent}
+TYPE_MODELS = {"http_request": audit_db.HttpRequest, "http_response": audit_db.HttpResponse,
+               "error": audit_db.ErrorEvent, "custom": audit_db.CustomEvent}
 STARTED = time.time()
 
 
@@ -54,7 +54,7 @@ def parse_time(name: str, raw: str | None) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     try:
-        return status_store.iso(moment.astimezone(timezone.utc))
+        return status_db.iso(moment.astimezone(timezone.utc))
     except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 is past datetime's range in UTC
         raise BadRequest(400, f"{name} is out of range") from None
 
@@ -66,9 +66,9 @@ def parse_type(raw: str | None) -> tuple[list[type], str | None]:
     if raw in TYPE_MODELS:
         return [TYPE_MODELS[raw]], None
     if raw == "dead_letter":
-        return [store.DeadLetter], None
+        return [audit_db.DeadLetter], None
     if events.EVENT_TYPE_RE.match(raw):
-        return [store.CustomEvent], raw
+        return [audit_db.CustomEvent], raw
     raise BadRequest(400, "type must be http_request, http_response, error, custom, dead_letter "
                           "or a custom event type of [a-z0-9_.-]")
 
@@ -86,7 +86,7 @@ def parse_order(raw: str | None) -> str:
 
 def event_query(model, limit: int, before: str | None, after: str | None, custom_type: str | None,
                 order: str = "occurred"):
-    time_field = (model.received_at if model is store.DeadLetter
+    time_field = (model.received_at if model is audit_db.DeadLetter
                   else model.persisted_at if order == "persisted" else model.occurred_at)
     query = model.select().order_by(time_field.desc(), model.id.desc()).limit(limit)
     if before:
@@ -100,10 +100,10 @@ def event_query(model, limit: int, before: str | None, after: str | None, custom
 
 def as_event(model, row: peewee.Model) -> dict[str, Any]:
     data = {name: getattr(row, name) for name in model._meta.fields if name != "id"}
-    if model is store.DeadLetter:
+    if model is audit_db.DeadLetter:
         data["raw"] = bytes(data["raw"])[:2048].decode("utf-8", "replace")
         return {"event_type": "dead_letter", "occurred_at": data["received_at"], **data}
-    if model is store.CustomEvent:
+    if model is audit_db.CustomEvent:
         data["payload"] = json.loads(data["payload"])
         return data
     return {"event_type": {v: k for k, v in TYPE_MODELS.items()}[model], **data}
@@ -117,7 +117,7 @@ def read_events(services: Services, query: bottle.FormsDict) -> dict[str, Any]:
     path = services.settings.db_path
     if not path.exists():
         return {"events": [], "count": 0, "limit": limit, "note": "no events persisted yet"}
-    with store.database.connection_context():
+    with audit_db.database.connection_context():
         per_table = [[as_event(m, row)
                       for row in event_query(m, limit, before, after, custom_type, order)]
                      for m in models]
@@ -137,11 +137,11 @@ def read_status(services: Services, history_minutes: int) -> dict[str, Any]:
     if not path.exists():
         return {**base, "overall": "DOWN", "stale": True, "components": {},
                 "agent": {"state": "DOWN", "detail": "the agent has never reported"}}
-    with status_store.database.connection_context():
-        report = status_store.AgentReport.get_or_none(id=1)
+    with status_db.database.connection_context():
+        report = status_db.AgentReport.get_or_none(id=1)
         components = {row.name: {"state": row.state, "detail": row.detail, "since": row.changed_at,
                                  "checked_at": row.checked_at, "data": json.loads(row.data)}
-                      for row in status_store.ComponentState.select().order_by(status_store.ComponentState.name)}
+                      for row in status_db.ComponentState.select().order_by(status_db.ComponentState.name)}
         history = history_rows(history_minutes) if history_minutes else None
     agent = agent_state(report)
     states = {c["state"] for c in components.values()} | {agent["state"]}
@@ -156,7 +156,7 @@ def read_status(services: Services, history_minutes: int) -> dict[str, Any]:
 def agent_state(report) -> dict[str, Any]:
     if report is None:
         return {"state": "DOWN", "detail": "the agent has never reported"}
-    age = (datetime.now(timezone.utc) - status_store.parse_iso(report.reported_at)).total_seconds()
+    age = (datetime.now(timezone.utc) - status_db.parse_iso(report.reported_at)).total_seconds()
     state = "UP" if age <= STALE_INTERVALS * report.interval else "DOWN"
     detail = (f"reported {age:.1f} s ago" if state == "UP"
               else f"silent for {age:.0f} s (> {STALE_INTERVALS} intervals): data below is not current")
@@ -165,9 +165,9 @@ def agent_state(report) -> dict[str, Any]:
 
 
 def history_rows(minutes: int) -> dict[str, list]:
-    since = status_store.iso(datetime.fromtimestamp(time.time() - minutes * 60, timezone.utc))
-    rows = (status_store.StatusHistory.select()
-            .where(status_store.StatusHistory.at >= since).order_by(status_store.StatusHistory.at))
+    since = status_db.iso(datetime.fromtimestamp(time.time() - minutes * 60, timezone.utc))
+    rows = (status_db.StatusHistory.select()
+            .where(status_db.StatusHistory.at >= since).order_by(status_db.StatusHistory.at))
     history: dict[str, list] = {}
     for row in rows:
         history.setdefault(row.name, []).append([row.at, row.state, json.loads(row.data)])
@@ -185,8 +185,8 @@ def parse_history(raw: str | None) -> int:
 def add_read_routes(app: bottle.Bottle, services: Services) -> None:
     # The API process never writes these databases: bind the models to read-only connections
     # (peewee keeps one per thread; each request opens and closes its own).
-    store.database.initialize(readonly_db(services.settings.db_path))
-    status_store.database.initialize(readonly_db(services.settings.status_db_path))
+    audit_db.database.initialize(readonly_db(services.settings.db_path))
+    status_db.database.initialize(readonly_db(services.settings.status_db_path))
 
     @app.get("/events")
     def events_():

@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterable
 
-from .config import IPNetwork
+from appliance.core.config import IPNetwork
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

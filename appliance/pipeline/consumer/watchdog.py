@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from .metrics import M
+from appliance.core.metrics import M
 
 log = logging.getLogger("appliance.consumer")
 STALL_AFTER = 10.0  # seconds without progress while events wait: stalled

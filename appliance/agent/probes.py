@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from .config import Settings
-from .kafkautil import base_config
+from appliance.core.config import Settings
+from appliance.core.kafka import base_config
 
 Result = tuple[str, str, dict[str, Any]]
 TIMEOUT = 1.5  # seconds per network probe: a round stays well inside STATUS_INTERVAL

@@ -6,13 +6,13 @@ import logging
 
 import bottle
 
-from .config import Settings
-from .core_routes import add_core_routes
-from .httpjson import default_message, error_body
-from .kafka_routes import add_kafka_routes
-from .read_routes import add_read_routes
-from .middleware import AuditMiddleware
-from .services import Services
+from appliance.core.config import Settings
+from appliance.api.routes.core import add_core_routes
+from appliance.api.jsonio import default_message, error_body
+from appliance.api.routes.kafka import add_kafka_routes
+from appliance.api.routes.reads import add_read_routes
+from appliance.api.middleware import AuditMiddleware
+from appliance.api.services import Services
 
 log = logging.getLogger("appliance.api")
 

@@ -17,11 +17,11 @@ from waitress import create_server, wasyncore
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
-from .config import Settings
-from .httpjson import error_body
-from .ids import new_id
-from .middleware import UNMATCHED_ROUTE, access_log
-from .lifecycle import Lifecycle
+from appliance.core.config import Settings
+from appliance.api.jsonio import error_body
+from appliance.core.ids import new_id
+from appliance.api.middleware import UNMATCHED_ROUTE, access_log
+from appliance.api.lifecycle import Lifecycle
 
 log = logging.getLogger("appliance.server")
 LOOP_TICK = 0.1  # seconds per asyncore loop turn: how fast the loop notices a signal

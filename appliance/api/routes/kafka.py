@@ -7,9 +7,10 @@ from typing import Any
 
 import bottle
 
-from . import events, tracing
-from .services import Services
-from .httpjson import BadRequest, error_response, json_response, read_json_object
+from appliance.schema import events
+from appliance.core import tracing
+from appliance.api.services import Services
+from appliance.api.jsonio import BadRequest, error_response, json_response, read_json_object
 
 FLUSH_MAX_TIMEOUT = 30.0  # seconds: a flush request never holds a worker thread longer
 NOT_CONFIGURED = "Kafka is not configured (set KAFKA_BROKERS)"

@@ -18,10 +18,10 @@ from typing import Callable
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from . import events
-from .config import Settings
-from .kafkautil import base_config, ensure_topic, topic_id
-from .metrics import M
+from appliance.schema import events
+from appliance.core.config import Settings
+from appliance.core.kafka import base_config, ensure_topic, topic_id
+from appliance.core.metrics import M
 
 log = logging.getLogger("appliance.producer")
 PROBE_INTERVAL = 2.0  # seconds between broker probes

@@ -20,12 +20,14 @@ from typing import Any
 import peewee
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from . import events, logs, metrics, persist, store, tracing
-from .config import Settings
-from .kafkautil import base_config, client_logger, ensure_topic
-from .metrics import M
-from .version import __version__
-from .watchdog import ProgressWatchdog
+from appliance.schema import events, audit_db
+from appliance.core import logs, metrics, tracing
+from appliance.pipeline.consumer import persist
+from appliance.core.config import Settings
+from appliance.core.kafka import base_config, client_logger, ensure_topic
+from appliance.core.metrics import M
+from appliance.core.version import __version__
+from appliance.pipeline.consumer.watchdog import ProgressWatchdog
 
 log = logging.getLogger("appliance.consumer")
 BATCH_SIZE = 500  # FACTS.md: a synchronous commit per 500 reached ~149k msg/s on Tansu
@@ -59,16 +61,16 @@ def consumer_config(settings: Settings, logger: logging.Logger) -> dict[str, Any
 
 
 class EventConsumer:
-    def __init__(self, settings: Settings, store_: store.Store | None = None) -> None:
+    def __init__(self, settings: Settings, store_: audit_db.Store | None = None) -> None:
         self.settings = settings
-        self.store = store_ or store.Store(settings.db_path)
+        self.store = store_ or audit_db.Store(settings.db_path)
         self.stop_requested = False
         self.persisted: dict[str, int] = {}
         self.dead_letters = 0
         self.db_errors = 0
         self.consumer = Consumer(consumer_config(settings, client_logger("librdkafka.consumer")))
         self._backoff = BACKOFF_START
-        for model in store.EVENT_MODELS:  # export 0, not "absent", before the first row
+        for model in audit_db.EVENT_MODELS:  # export 0, not "absent", before the first row
             M.persisted.labels(table=model._meta.table_name)
         self.last_db_error: str | None = None
         self.assigned: set[int] = set()
@@ -208,8 +210,8 @@ class EventConsumer:
             db = self.store.open()
             with db.atomic():
                 for model, rows in batch.rows.items():
-                    store.insert_ignore(model, rows)
-                store.insert_ignore(store.DeadLetter, batch.dead_letters)
+                    audit_db.insert_ignore(model, rows)
+                audit_db.insert_ignore(audit_db.DeadLetter, batch.dead_letters)
         except DB_ERRORS as exc:
             self._database_failed(messages, exc)
             return False

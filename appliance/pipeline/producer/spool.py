@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .metrics import M
+from appliance.core.metrics import M
 
 log = logging.getLogger("appliance.spool")
 

@@ -20,14 +20,14 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from . import events
-from .broker_watch import BrokerWatch, ProducerHandle
-from .config import Settings
-from .delivery import DeliveryTracker
-from .kafkautil import base_config, client_logger
-from .metrics import M
-from .relay import Relay, value_type
-from .spool import ACCEPTED, REFUSED, WRITTEN, Headers, Message, Spool, SpoolWriter
+from appliance.schema import events
+from appliance.pipeline.producer.broker_watch import BrokerWatch, ProducerHandle
+from appliance.core.config import Settings
+from appliance.pipeline.producer.delivery import DeliveryTracker
+from appliance.core.kafka import base_config, client_logger
+from appliance.core.metrics import M
+from appliance.pipeline.producer.relay import Relay, value_type
+from appliance.pipeline.producer.spool import ACCEPTED, REFUSED, WRITTEN, Headers, Message, Spool, SpoolWriter
 
 log = logging.getLogger("appliance.producer")
 STATS_INTERVAL_MS = 5000  # librdkafka statistics: how the embedded broker's batches are counted

@@ -14,12 +14,15 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from . import logs, metrics, probes, status_store, supervise
-from .metrics import M
-from .config import Settings
-from .consumer import STATE_FILE
-from .recycler import BrokerRecycler, ensure_broker_running
-from .version import __version__
+from appliance.core import logs, metrics
+from appliance.agent import probes
+from appliance.schema import status_db
+from appliance import supervise
+from appliance.core.metrics import M
+from appliance.core.config import Settings
+from appliance.pipeline.consumer.consumer import STATE_FILE
+from appliance.agent.recycler import BrokerRecycler, ensure_broker_running
+from appliance.core.version import __version__
 
 log = logging.getLogger("appliance.agent")
 
@@ -43,7 +46,7 @@ class Agent:
         self.settings.kafka_pause_file.unlink(missing_ok=True)
         if self.settings.embedded_broker:
             ensure_broker_running(self.settings)
-        status_store.connect(self.settings.status_db_path)
+        status_db.connect(self.settings.status_db_path)
         log.info("agent started", extra={"interval_s": self.settings.status_interval,
                                          "status_db": str(self.settings.status_db_path)})
         while not self.stop_requested:
@@ -62,7 +65,7 @@ class Agent:
         results.update(self._safely_many("process", self.process_states))
         publish_metrics(results)
         try:
-            status_store.record(results, datetime.now(timezone.utc), self.settings.status_interval,
+            status_db.record(results, datetime.now(timezone.utc), self.settings.status_interval,
                                 __version__)
         except Exception as exc:  # status.db trouble must not stop the probing
             log.warning("could not record status", extra={"error": str(exc)})
@@ -163,7 +166,7 @@ def publish_metrics(results: dict[str, probes.Result]) -> None:
 
 def state_age(state: dict[str, Any]) -> float | None:
     try:
-        return (datetime.now(timezone.utc) - status_store.parse_iso(state["at"])).total_seconds()
+        return (datetime.now(timezone.utc) - status_db.parse_iso(state["at"])).total_seconds()
     except (KeyError, TypeError, ValueError):
         return None
 

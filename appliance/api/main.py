@@ -7,13 +7,13 @@ import sys
 
 from confluent_kafka import KafkaException
 
-from . import logs, metrics, tracing
-from .app import create_app
-from .config import Settings
-from .events import DisabledSink, EventSink
-from .server import ApiServer, bind
-from .services import Services
-from .version import __version__
+from appliance.core import logs, metrics, tracing
+from appliance.api.app import create_app
+from appliance.core.config import Settings
+from appliance.schema.events import DisabledSink, EventSink
+from appliance.api.server import ApiServer, bind
+from appliance.api.services import Services
+from appliance.core.version import __version__
 
 log = logging.getLogger("appliance.api")
 
@@ -26,8 +26,8 @@ def build_sink(settings: Settings) -> EventSink:
     if not settings.kafka_enabled:
         log.warning("KAFKA_BROKERS not set: Kafka is off, events are not recorded")
         return DisabledSink()
-    from .producer import KafkaEventSink
-    from .spool import Spool
+    from appliance.pipeline.producer.sink import KafkaEventSink
+    from appliance.pipeline.producer.spool import Spool
     try:
         spool = Spool(settings.spool_dir, int(settings.spool_max_mb * 1024 * 1024))
     except Exception as exc:  # sqlite3.Error or OSError: either way the spool is unusable

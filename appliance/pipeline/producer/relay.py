@@ -19,13 +19,13 @@ from functools import partial
 
 from confluent_kafka import KafkaError, KafkaException
 
-from . import events
-from .broker_watch import PROBE_INTERVAL, PROBE_TIMEOUT, BrokerWatch, ProducerHandle
-from .config import Settings
-from .delivery import DeliveryTracker
-from .kafkautil import CommittedOffsets
-from .metrics import M
-from .spool import Spool
+from appliance.schema import events
+from appliance.pipeline.producer.broker_watch import PROBE_INTERVAL, PROBE_TIMEOUT, BrokerWatch, ProducerHandle
+from appliance.core.config import Settings
+from appliance.pipeline.producer.delivery import DeliveryTracker
+from appliance.core.kafka import CommittedOffsets
+from appliance.core.metrics import M
+from appliance.pipeline.producer.spool import Spool
 
 log = logging.getLogger("appliance.producer")
 SEND_BATCH = 1000  # rows read from the spool per turn

@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import events, store
+from appliance.schema import events, audit_db
 
 REQUEST_FIELDS = ("method", "route", "path", "query", "user_ip", "proxy_chain", "user_agent", "bytes")
 TEXT_DEFAULTS = {"query": "", "proxy_chain": "", "user_agent": "", "bytes": 0}
@@ -87,20 +87,20 @@ def to_row(event: dict[str, Any], persisted_at: str) -> tuple[type, dict[str, An
     payload, kind = event["payload"], event["event_type"]
     row = _common(event, persisted_at)
     if kind == events.HTTP_REQUEST:
-        return store.HttpRequest, {**row, **_http_fields(payload)}
+        return audit_db.HttpRequest, {**row, **_http_fields(payload)}
     if kind == events.HTTP_RESPONSE:
-        return store.HttpResponse, {
+        return audit_db.HttpResponse, {
             **row, **_http_fields(payload),
             "status": _require(payload, "status", int, "payload."),
             "duration_ms": float(_require(payload, "duration_ms", (int, float), "payload.")),
         }
     if kind == events.ERROR:
-        return store.ErrorEvent, {
+        return audit_db.ErrorEvent, {
             **row, **{n: _require(payload, n, str, "payload.") for n in ("method", "route", "path", "error")},
             "status": _require(payload, "status", int, "payload."),
             "message": str(payload.get("message", "")),
         }
-    return store.CustomEvent, {**row, "event_type": kind,
+    return audit_db.CustomEvent, {**row, "event_type": kind,
                                "payload": json.dumps(payload, separators=(",", ":"))}
 
 

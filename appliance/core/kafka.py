@@ -8,9 +8,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from .config import Settings
-from .logs import RateLimitFilter
-from .metrics import M
+from appliance.core.config import Settings
+from appliance.core.logs import RateLimitFilter
+from appliance.core.metrics import M
 
 log = logging.getLogger("appliance.kafka")
 

@@ -11,13 +11,15 @@ import logging
 import time
 from typing import Any, Callable, Iterable
 
-from . import clientip, events, tracing
-from .config import Settings
-from .httpjson import error_body
-from .ids import new_id, sane_request_id
-from .lifecycle import Lifecycle
-from .metrics import M
-from .netinfo import HostInfo
+from appliance.api import clientip
+from appliance.schema import events
+from appliance.core import tracing
+from appliance.core.config import Settings
+from appliance.api.jsonio import error_body
+from appliance.core.ids import new_id, sane_request_id
+from appliance.api.lifecycle import Lifecycle
+from appliance.core.metrics import M
+from appliance.api.host import HostInfo
 
 access_log = logging.getLogger("appliance.access")
 UNMATCHED_ROUTE = "unmatched"  # one label for every unknown path: bounded cardinality

@@ -16,9 +16,9 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from .config import Settings
-from .logs import RateLimitFilter
-from .version import __version__
+from appliance.core.config import Settings
+from appliance.core.logs import RateLimitFilter
+from appliance.core.version import __version__
 
 log = logging.getLogger("appliance.tracing")
 PROPAGATOR = TraceContextTextMapPropagator()

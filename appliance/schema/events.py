@@ -19,7 +19,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from .ids import new_id
+from appliance.core.ids import new_id
 
 SCHEMA_VERSION = 1
 HTTP_REQUEST, HTTP_RESPONSE, ERROR = "http_request", "http_response", "error"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import events
-from .config import Settings
-from .lifecycle import Lifecycle
-from .netinfo import HostInfo, host_info
-from .version import git_commit
+from appliance.schema import events
+from appliance.core.config import Settings
+from appliance.api.lifecycle import Lifecycle
+from appliance.api.host import HostInfo, host_info
+from appliance.core.version import git_commit
 
 
 @dataclass

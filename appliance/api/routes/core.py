@@ -7,11 +7,12 @@ from typing import Any
 
 import bottle
 
-from . import events, metrics
-from .httpjson import error_response
-from .openapi import openapi_document
-from .services import Services
-from .version import __version__
+from appliance.schema import events
+from appliance.core import metrics
+from appliance.api.jsonio import error_response
+from appliance.api.openapi import openapi_document
+from appliance.api.services import Services
+from appliance.core.version import __version__
 
 
 def kafka_status_word(sink: events.EventSink) -> str:

@@ -6,7 +6,7 @@ import platform
 import socket
 from dataclasses import dataclass
 
-from .config import Settings
+from appliance.core.config import Settings
 
 # A documentation address (RFC 5737): connecting a UDP socket to it only asks the kernel which
 # local address would route there; no packet is sent.

@@ -23,9 +23,10 @@ import threading
 import time
 from typing import Any
 
-from . import probes, supervise
-from .config import Settings
-from .metrics import M
+from appliance.agent import probes
+from appliance import supervise
+from appliance.core.config import Settings
+from appliance.core.metrics import M
 
 log = logging.getLogger("appliance.agent")
 PAUSE_WAIT = 10.0  # seconds for the API to pause and everything sent to be confirmed

@@ -1,0 +1,1 @@
+"""The status agent program: probes every component, records its health, recycles the embedded broker."""

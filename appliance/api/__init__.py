@@ -1,0 +1,1 @@
+"""The API program: Waitress + Bottle, the middleware that records every exchange, the routes."""

@@ -1,0 +1,1 @@
+"""The event pipeline: the producer side (in the API program) and the consumer program."""

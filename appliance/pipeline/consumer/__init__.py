@@ -1,0 +1,1 @@
+"""The consumer program: events from Kafka into the audit database."""

@@ -1,0 +1,1 @@
+"""Events from the API to Kafka: spool, relay, delivery tracking, broker watch."""
