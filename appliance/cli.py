@@ -39,10 +39,10 @@ def dashboard_options(command: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
-    "api": ("serve the HTTP API in the foreground", process(".api.main:main")),
+    "api": ("serve the HTTP API in the foreground", process(".programs:run_api")),
     "consumer": ("persist events from Kafka into SQLite in the foreground",
-                 process(".pipeline.consumer.consumer:main")),
-    "agent": ("probe every component and record its health", process(".agent.loop:main")),
+                 process(".programs:run_consumer")),
+    "agent": ("probe every component and record its health", process(".programs:run_agent")),
     "up": ("run the whole appliance (supervisord) in the foreground", process(".supervise:up")),
     "down": ("stop the appliance running with this DATA_DIR", process(".supervise:down")),
     "ps": ("show the supervised processes", process(".supervise:ps")),

@@ -12,25 +12,15 @@ import os
 import shutil
 import sys
 import time
-import xmlrpc.client
-from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-from supervisor.xmlrpc import SupervisorTransport
 
 from appliance.core.config import Settings
+from appliance.core.supervisor import NotRunning, client, processes
+from appliance.schema.pause import PauseFlag
 
 log = logging.getLogger("appliance.supervise")
-API_FLUSH_SECONDS = 5  # producer flush at shutdown (producer.close)
-STATE_WORDS = {"RUNNING": "UP", "STARTING": "DEGRADED", "BACKOFF": "DEGRADED",
-               "STOPPING": "DEGRADED", "STOPPED": "DOWN", "EXITED": "DOWN", "FATAL": "DOWN",
-               "UNKNOWN": "DOWN"}
-
-
-class NotRunning(Exception):
-    """No supervisord answers on this DATA_DIR's socket."""
+API_FLUSH_SECONDS = 5  # producer flush at shutdown (the sink's close)
 
 
 def config_path() -> Path:
@@ -71,15 +61,15 @@ def up_environment(settings: Settings, environ: dict[str, str]) -> dict[str, str
 
 def up(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.supervisor_socket.exists():
+    if settings.layout.supervisor_socket.exists():
         try:
             client(settings).supervisor.getState()
             print(f"simple-time-service: already running with DATA_DIR={settings.data_dir}",
                   file=sys.stderr)
             return 1
         except NotRunning:
-            settings.supervisor_socket.unlink()  # left behind by a killed supervisord
-    settings.kafka_pause_file.unlink(missing_ok=True)  # left by an agent killed mid-recycle
+            settings.layout.supervisor_socket.unlink()  # left behind by a killed supervisord
+    PauseFlag(settings.layout.pause_flag).clear()  # left by an agent killed mid-recycle
     # Counters start from zero with the appliance: old processes' sample files would otherwise
     # be summed in forever (prometheus_client multiprocess mode).
     shutil.rmtree(settings.metrics_dir, ignore_errors=True)
@@ -88,48 +78,16 @@ def up(settings: Settings) -> int:
     os.execvpe(supervisord, [supervisord, "-n", "-c", str(config_path())], env)
 
 
-class _Proxy:
-    def __init__(self, proxy: xmlrpc.client.ServerProxy) -> None:
-        self._proxy = proxy
-
-    def __getattr__(self, name: str) -> Any:
-        return _Method(getattr(self._proxy, name))
-
-
-class _Method:
-    def __init__(self, method) -> None:
-        self._method = method
-
-    def __getattr__(self, name: str) -> "_Method":
-        return _Method(getattr(self._method, name))
-
-    def __call__(self, *args):
-        try:
-            return self._method(*args)
-        except (OSError, xmlrpc.client.ProtocolError) as exc:
-            raise NotRunning(str(exc)) from None
-
-
-def client(settings: Settings) -> _Proxy:
-    """XML-RPC to this DATA_DIR's supervisord; calls raise NotRunning when nobody answers."""
-    transport = SupervisorTransport(None, None, f"unix://{settings.supervisor_socket.resolve()}")
-    return _Proxy(xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport))
-
-
-def processes(settings: Settings) -> list[dict[str, Any]]:
-    return client(settings).supervisor.getAllProcessInfo()
-
-
 def down(settings: Settings, timeout: float = 90.0) -> int:
     try:
         client(settings).supervisor.shutdown()
     except NotRunning:
-        print(f"simple-time-service: not running (no supervisord at {settings.supervisor_socket})",
+        print(f"simple-time-service: not running (no supervisord at {settings.layout.supervisor_socket})",
               file=sys.stderr)
         return 1
-    pidfile = settings.data_dir / "supervisord.pid"  # removed by supervisord as it exits
+    pidfile = settings.layout.supervisord_pid  # removed by supervisord as it exits
     deadline = time.monotonic() + timeout
-    while (pidfile.exists() or settings.supervisor_socket.exists()) and time.monotonic() < deadline:
+    while (pidfile.exists() or settings.layout.supervisor_socket.exists()) and time.monotonic() < deadline:
         time.sleep(0.2)
     if pidfile.exists():
         print(f"simple-time-service: still stopping after {timeout:.0f} s", file=sys.stderr)
@@ -142,7 +100,7 @@ def ps(settings: Settings) -> int:
     try:
         infos = processes(settings)
     except NotRunning:
-        print(f"simple-time-service: not running (no supervisord at {settings.supervisor_socket})",
+        print(f"simple-time-service: not running (no supervisord at {settings.layout.supervisor_socket})",
               file=sys.stderr)
         return 3  # the LSB status code for "not running"
     print(f"{'NAME':<10} {'STATE':<9} {'PID':>7} {'UPTIME':>9}  DESCRIPTION")

@@ -16,6 +16,7 @@ import threading
 import time
 
 import common
+
 from appliance import supervise
 from appliance.agent.loop import rss_mb
 from appliance.core.config import Settings

@@ -2,16 +2,17 @@
 
 Produces N well-formed events (http_request/http_response pairs, as the API makes them) to a
 fresh topic on a real Tansu broker once, then alternates, each on a fresh database created by
-appliance.store (identical schema and indexes):
+the consumer's own store (identical schema and indexes):
 
-  raw sqlite3   the baseline: the rows from appliance.persist.classify, pre-built, inserted with
+  raw sqlite3   the baseline: the rows from persist.classify, pre-built, inserted with
                 sqlite3 executemany (INSERT OR IGNORE), 500 events per transaction
   classify      persist.classify alone (JSON parse + validation), no database: where time goes
-  _persist      EventConsumer._persist on in-memory messages: classify + peewee insert_many,
-                one transaction per 500 -- the consumer's database path without Kafka
+  writer        BatchWriter.write on in-memory messages: classify + one prepared INSERT OR
+                IGNORE executemany per table, one transaction per 500 -- the consumer's
+                database path without Kafka
   consumer      the real EventConsumer driven in-process by step() until every event is
-                persisted: Kafka fetch + _persist + synchronous offset commit per batch;
-                timed from partition assignment (the ~3 s group join is excluded)
+                persisted: Kafka fetch + write + synchronous offset commit per batch;
+                timed from partition assignment (the group join is excluded)
 
 Each run's ratio is its rate over the mean of the raw runs right before and after it.
 """
@@ -21,24 +22,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sqlite3
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import common  # sets sys.path for appliance and tests/procs.py
-from appliance.schema import events, audit_db
-from appliance.pipeline.consumer import persist
+from confluent_kafka import Producer
+
 from appliance.core.config import Settings
-from appliance.pipeline.consumer.consumer import BATCH_SIZE, EventConsumer
 from appliance.core.ids import new_id
 from appliance.core.kafka import ensure_topic
-from confluent_kafka import Producer
+from appliance.core.timefmt import utc_now_iso
+from appliance.pipeline.consumer import persist, store
+from appliance.pipeline.consumer.consumer import BATCH_SIZE, EventConsumer
+from appliance.pipeline.consumer.writer import BatchWriter
+from appliance.schema import events
 
 BASE = "raw sqlite3"
 
 
 class Message:
-    """Just enough of confluent_kafka.Message for persist.classify and EventConsumer._persist."""
+    """Just enough of confluent_kafka.Message for persist.classify and BatchWriter.write."""
 
     def __init__(self, value: bytes, offset: int) -> None:
         self._value, self._offset = value, offset
@@ -103,7 +108,7 @@ def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]]) -> flo
 
 def fresh_db(tmp: Path, name: str) -> Path:
     path = tmp / f"{name}.db"
-    schema = audit_db.Store(path)
+    schema = store.Store(path)
     schema.open()  # the schema and indexes exactly as the consumer creates them
     schema.close()
     return path
@@ -119,7 +124,7 @@ def raw_batches(messages: list[Message]) -> list[list[tuple[str, list[tuple]]]]:
     """Per 500 events: one (INSERT OR IGNORE sql, rows) per table, built outside the timing."""
     batches = []
     for start in range(0, len(messages), BATCH_SIZE):
-        batch = persist.classify(messages[start:start + BATCH_SIZE], events.utc_now_iso())
+        batch = persist.classify(messages[start:start + BATCH_SIZE], utc_now_iso())
         statements = []
         for model, rows in batch.rows.items():
             columns = list(rows[0])
@@ -148,7 +153,7 @@ def run_raw(path: Path, batches) -> float:
 def run_classify(messages: list[Message]) -> float:
     started = time.perf_counter()
     for start in range(0, len(messages), BATCH_SIZE):
-        persist.classify(messages[start:start + BATCH_SIZE], events.utc_now_iso())
+        persist.classify(messages[start:start + BATCH_SIZE], utc_now_iso())
     return time.perf_counter() - started
 
 
@@ -157,36 +162,38 @@ def settings_for(bootstrap: str, topic: str, db_path: Path) -> Settings:
                     data_dir=db_path.parent, kafka_consumer_group=f"bench-{uuid.uuid4().hex[:8]}")
 
 
-def run_persist_only(settings: Settings, messages: list[Message]) -> float:
-    consumer = EventConsumer(settings)  # its Kafka client stays idle: nothing is subscribed
+def run_writer(settings: Settings, messages: list[Message]) -> float:
+    writer = BatchWriter(settings)
     try:
-        consumer.store.open()
+        writer.store.open()
         started = time.perf_counter()
         for start in range(0, len(messages), BATCH_SIZE):
-            if not consumer._persist(messages[start:start + BATCH_SIZE]):
-                raise SystemExit("_persist reported a database failure")
+            if not writer.write(messages[start:start + BATCH_SIZE]):
+                raise SystemExit(f"the database refused a batch: {writer.last_db_error}")
         return time.perf_counter() - started
     finally:
-        consumer.close()
+        writer.close()
 
 
 def run_consumer(settings: Settings, total: int, timeout: float = 120) -> float:
     """Seconds from partition assignment until every event is persisted."""
-    consumer = EventConsumer(settings)
+    writer = BatchWriter(settings)
+    consumer = EventConsumer(settings, writer, threading.Event())
     try:
-        consumer.store.open()
+        writer.store.open()
         assigned: list[float] = []
         consumer.consumer.subscribe([settings.kafka_topic_events],
                                     on_assign=lambda *_: assigned.append(time.perf_counter()))
         deadline, steps = time.monotonic() + timeout, 0
-        while sum(consumer.persisted.values()) < total:
+        while sum(writer.persisted.values()) < total:
             if time.monotonic() > deadline:
-                raise SystemExit(f"consumer persisted {consumer.persisted} of {total} in {timeout}s")
+                raise SystemExit(f"consumer persisted {writer.persisted} of {total} in {timeout}s")
             steps += 1 if consumer.step() else 0
         print(f"         consumer: {steps} non-empty batches, mean {total / steps:.0f} events each")
         return time.perf_counter() - assigned[0]
     finally:
-        consumer.close()
+        consumer.close_client()
+        writer.close()
 
 
 def main() -> int:
@@ -213,7 +220,7 @@ def main() -> int:
 def measure(tmp, bootstrap, topic, messages, batches, rounds, total) -> list[tuple[str, float]]:
     variants = {
         "classify": lambda db: run_classify(messages),
-        "_persist": lambda db: run_persist_only(settings_for(bootstrap, topic, db), messages),
+        "writer": lambda db: run_writer(settings_for(bootstrap, topic, db), messages),
         "consumer": lambda db: run_consumer(settings_for(bootstrap, topic, db), total),
     }
     order = [n for _ in range(rounds) for v in variants for n in (BASE, v)] + [BASE]

@@ -22,6 +22,7 @@ import time
 import urllib.request
 
 import common
+
 from appliance import supervise
 from appliance.core.config import Settings
 

@@ -1,11 +1,13 @@
-"""Real processes for tests: the Tansu broker, the API and the consumer, always cleaned up.
+"""The one harness for real processes in tests and benches: ports, waits, processes that are
+always cleaned up, an HTTP client, the Tansu broker, the API, and the API + consumer pair.
 
-Every process writes its output to a log file under the test's tmp_path, so a failing test
-can print what the process said.
+Every process writes its output to files under the test's tmp_path, so a failing test can
+print what the process said.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -14,20 +16,45 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import pytest
 
+from appliance.core.config import VARIABLES
+
 REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
+STARTUP_TIMEOUT = 10.0  # seconds a server process gets to answer /healthz
+STOP_TIMEOUT = 15.0  # seconds a process gets to exit after SIGTERM before SIGKILL
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+# --- ports and waits -------------------------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel just handed out for ``host``; free again once the socket closes."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def ipv6_loopback_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
@@ -40,34 +67,106 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+def clean_environment(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The caller's environment without any appliance setting, plus ``overrides``: a developer's
+    exported PORT or KAFKA_BROKERS must not change what the tests see."""
+    ours = {name for name, _, _ in VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in ours and not k.startswith("KAFKA_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
+    return env
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None,
+            timeout: float = 20.0) -> subprocess.CompletedProcess:
+    """Run the installed console script, as an operator would."""
+    script = VENV_BIN / "simple-time-service"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "appliance"]
+    return subprocess.run([*command, *args], capture_output=True,
+                          text=True, env=clean_environment(env or {}), timeout=timeout)
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class HttpClient:
+    """Requests to one listener, and raw bytes over a plain socket."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def request(self, method: str, path: str, *, headers: Mapping[str, str] | None = None,
+                body: bytes | None = None, timeout: float = 5.0) -> Reply:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=dict(headers or {}))
+            response = conn.getresponse()
+            return Reply(response.status, response.headers, response.read())
+        finally:
+            conn.close()
+
+    def get(self, path: str, **kwargs: Any) -> Reply:
+        return self.request("GET", path, **kwargs)
+
+    def raw(self, data: bytes, timeout: float = 5.0) -> bytes:
+        """Send bytes over a plain socket and read until the server closes the connection."""
+        with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+            sock.sendall(data)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+# --- processes ---------------------------------------------------------------------------------
 
 
 class Process:
-    """A child process with its output in ``log_path``; ``stop()`` is safe to call twice."""
+    """A child process with its output in ``log_path`` (stderr too, unless ``stderr_path``);
+    ``stop()`` is safe to call twice."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.args, self.env, self.log_path = args, env, log_path
+    def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path,
+                 stderr_path: Path | None = None, cwd: Path = REPO) -> None:
+        self.args, self.env, self.log_path, self.stderr_path = args, dict(env), log_path, stderr_path
+        self.cwd = cwd
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Process":
         self._log = open(self.log_path, "ab")
+        self._err = open(self.stderr_path, "ab") if self.stderr_path else None
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=REPO)
+                                     stderr=self._err or subprocess.STDOUT, cwd=self.cwd)
         return self
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
     def send(self, signum: int) -> None:
         if self.running:
             self.proc.send_signal(signum)
 
-    def stop(self, timeout: float = 15.0, signum: int = signal.SIGTERM) -> int | None:
+    def stop(self, timeout: float = STOP_TIMEOUT, signum: int = signal.SIGTERM) -> int | None:
+        """``signum`` (SIGTERM), wait, SIGKILL as a last resort; the exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -78,6 +177,8 @@ class Process:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+        if self._err:
+            self._err.close()
         code, self.proc = self.proc.returncode, None
         return code
 
@@ -86,6 +187,61 @@ class Process:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def errors(self) -> str:
+        path = self.stderr_path or self.log_path
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+class ApiProcess(Process, HttpClient):
+    """``python -m appliance api``: stdout (the JSON log) and stderr in files of their own."""
+
+    def __init__(self, directory: Path, env: Mapping[str, str]) -> None:
+        overrides = {"HOST": "127.0.0.1", "DATA_DIR": str(directory), **env}
+        overrides.setdefault("PORT", str(free_port(overrides["HOST"])))
+        directory.mkdir(parents=True, exist_ok=True)
+        Process.__init__(self, [sys.executable, "-m", "appliance", "api"],
+                         clean_environment(overrides), directory / "stdout.log",
+                         directory / "stderr.log", cwd=directory)
+        HttpClient.__init__(self, overrides["HOST"], int(overrides["PORT"]))
+
+    def wait_until_healthy(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                pytest.fail(f"server exited with {self.returncode} before answering:\n"
+                            f"{self.stderr()}\n{self.stdout()}")
+            try:
+                if self.get("/healthz", timeout=1).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"server did not answer /healthz within {timeout} s:\n{self.stderr()}")
+
+    def stdout(self) -> str:
+        return self.output()
+
+    def stderr(self) -> str:
+        return self.errors()
+
+    def log_records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout().splitlines() if line.strip()]
+
+
+def launch_api(directory: Path, env: Mapping[str, str] | None = None) -> ApiProcess:
+    """Start an API on a free port with DATA_DIR=directory and wait until it is healthy."""
+    server = ApiProcess(directory, env or {})
+    server.start()
+    try:
+        server.wait_until_healthy()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+# --- the broker --------------------------------------------------------------------------------
 
 
 def broker_binary() -> str:
@@ -118,6 +274,9 @@ class Broker(Process):
         return self
 
 
+# --- the API + consumer pair -------------------------------------------------------------------
+
+
 class Appliance:
     """The API and the consumer of one appliance, sharing a data directory."""
 
@@ -125,9 +284,10 @@ class Appliance:
         self.tmp_path = tmp_path
         self.port = free_port()
         self.data_dir = tmp_path / "data"
-        self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port),
-                    "DATA_DIR": str(self.data_dir), "LOG_LEVEL": "INFO",
-                    "KAFKA_BROKERS": brokers or "", **env}
+        self.http = HttpClient("127.0.0.1", self.port)
+        self.env = clean_environment({"HOST": "127.0.0.1", "PORT": str(self.port),
+                                      "DATA_DIR": str(self.data_dir), "LOG_LEVEL": "INFO",
+                                      "KAFKA_BROKERS": brokers or "", **env})
         self.api = self._process("api")
         self.consumer = self._process("consumer")
 
@@ -161,17 +321,15 @@ class Appliance:
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, dict, dict]:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body,
-                                     method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, json.loads(resp.read() or b"{}"), dict(resp.headers)
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"{}"), dict(err.headers)
+        reply = self.http.request(method, path, body=body, headers=headers, timeout=timeout)
+        return reply.status, json.loads(reply.body or b"{}"), dict(reply.headers)
 
     def get(self, path: str, **headers: str) -> tuple[int, dict]:
         status, body, _ = self.request("GET", path, headers=headers)
         return status, body
+
+    def metrics(self) -> str:
+        return self.http.get("/metrics").body.decode()
 
     def publish(self, event_type: str, payload: dict, **headers: str) -> tuple[int, dict]:
         status, body, _ = self.request(
@@ -211,3 +369,4 @@ class Appliance:
             raise AssertionError(
                 f"{table}: {self.count(table)} rows, expected {expected}\n--- api ---\n"
                 f"{self.api.output()[-4000:]}\n--- consumer ---\n{self.consumer.output()[-4000:]}")
+

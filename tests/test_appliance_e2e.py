@@ -3,7 +3,6 @@ API, consumer and agent processes, temp dirs and free ports."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -13,10 +12,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from procs import Appliance, Process, broker_binary, free_port, wait_until
 
 from appliance import supervise
 from appliance.core.config import Settings
-from procs import Appliance, Process, broker_binary, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 PROCESSES = ("process.api", "process.consumer", "process.agent", "process.broker")

@@ -160,7 +160,7 @@ def engine() -> list[str]:
     command = shlex.split(os.environ.get("DOCKER", "docker"))
     if not command or shutil.which(command[0]) is None:
         unavailable(f"no container engine: {command[:1] or ['(empty DOCKER)']} not found; "
-                    "set DOCKER (e.g. ../shared/container/docker after ../shared/container/setup)")
+                    "set DOCKER to a docker-compatible engine (podman works)")
     probe = run([*command, "version"], timeout=60)
     if probe.returncode != 0:
         unavailable(f"container engine {shlex.join(command)} does not work:\n{probe.stdout}{probe.stderr}")

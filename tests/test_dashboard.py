@@ -21,12 +21,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from procs import launch_api, run_cli
 from rich.console import Console
 from textual.widgets import DataTable
 
 from appliance import cli
-from appliance.schema import status_db, audit_db
-from conftest import launch_server, run_cli
+from appliance.agent import status_writer
+from appliance.core.timefmt import iso
+from appliance.pipeline.consumer import store
+from appliance.schema import audit_db, status_db
 from dashboard.app import DashboardApp
 from dashboard.client import ApplianceClient, ApplianceError
 from dashboard.metrics import Scrape, parse_scrape, quantile, rates
@@ -57,14 +60,14 @@ ALL_UP = {
 
 
 def now_iso(seconds_ago: float = 0.0) -> str:
-    return status_db.iso(datetime.now(timezone.utc) - timedelta(seconds=seconds_ago))
+    return iso(datetime.now(timezone.utc) - timedelta(seconds=seconds_ago))
 
 
 def record_status(data_dir: Path, results: dict[str, tuple[str, str, dict]]) -> None:
     db = status_db.connect(data_dir / "status.db")
     try:
         # interval 60 s: the agent counts as alive for the whole test
-        status_db.record(results, datetime.now(timezone.utc), 60.0, "0.1.0")
+        status_writer.record(results, datetime.now(timezone.utc), 60.0, "0.1.0")
     finally:
         db.close()
 
@@ -87,7 +90,7 @@ def custom_event(event_type: str, payload: dict, seconds_ago: float = 0.0) -> tu
 
 
 def insert_events(data_dir: Path, *rows: tuple[type, dict]) -> None:
-    events_db = audit_db.Store(data_dir / "events.db")
+    events_db = store.Store(data_dir / "events.db")
     db = events_db.open()
     try:
         with db.atomic():
@@ -111,7 +114,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def appliance(data_dir: Path):
-    server = launch_server(data_dir)
+    server = launch_api(data_dir)
     try:
         yield server
     finally:
@@ -263,7 +266,7 @@ def test_stopped_api_shows_the_unreachable_banner_and_a_restart_recovers(applian
             assert "connection refused" in banner and "retrying in" in banner
             assert "Health ✖ DOWN (stale)" in banner  # the last known state stays, marked stale
 
-            restarted = await asyncio.to_thread(launch_server, data_dir, {"PORT": str(appliance.port)})
+            restarted = await asyncio.to_thread(launch_api, data_dir, {"PORT": str(appliance.port)})
             try:
                 await until(pilot, lambda: "Appliance unreachable" not in screen_text(app),
                             "the reconnection", timeout=20)
@@ -275,7 +278,7 @@ def test_stopped_api_shows_the_unreachable_banner_and_a_restart_recovers(applian
 
 
 def test_events_need_the_token_when_the_appliance_has_one(data_dir):
-    server = launch_server(data_dir, {"API_TOKEN": TOKEN})
+    server = launch_api(data_dir, {"API_TOKEN": TOKEN})
     try:
         async def scenario():
             app = dashboard(server.url)

@@ -22,10 +22,10 @@ import urllib.request
 
 import pytest
 from confluent_kafka import Producer
-
-from appliance.schema import events
 from procs import Process, wait_until
 from test_appliance_e2e import appliance, send  # noqa: F401 (appliance is the fixture)
+
+from appliance.schema import events
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 RATE = 400  # requests per second, in all

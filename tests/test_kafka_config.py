@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from procs import free_port, run_cli
 
 from appliance.core.config import Settings
 from appliance.core.kafka import base_config
-from conftest import free_port, run_cli
 
 
 def test_extra_kafka_variables_become_librdkafka_properties():

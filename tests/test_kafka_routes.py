@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import call_wsgi
 
 from appliance.api.app import create_app
-from appliance.core.config import Settings
 from appliance.api.services import Services
-from conftest import call_wsgi
+from appliance.core.config import Settings
 
 TOKEN = "s3cret-token"
 
@@ -169,14 +169,15 @@ def test_event_time_beyond_the_calendar_is_a_400(tmp_path):
 
 
 def test_events_by_persisted_order_show_late_deliveries_first(tmp_path):
+    from appliance.pipeline.consumer import store
     from appliance.schema import audit_db
     settings_env = {"DATA_DIR": str(tmp_path)}
-    db = audit_db.Store(Settings.from_env({**settings_env}).db_path)
+    db = store.Store(Settings.from_env({**settings_env}).db_path)
     db.open()
     common = {"request_id": "r", "trace_id": None, "hostname": "h", "method": "GET", "route": "/",
               "query": "", "user_ip": "203.0.113.1", "proxy_chain": "", "user_agent": "",
               "bytes": 0}
-    audit_db.insert_ignore(audit_db.HttpRequest, [
+    store.insert_ignore(audit_db.HttpRequest, [
         {**common, "event_id": "on-time", "path": "/a", "occurred_at": "2026-01-01T10:00:05.000000Z",
          "persisted_at": "2026-01-01T10:00:05.010000Z"},
         {**common, "event_id": "late", "path": "/b", "occurred_at": "2026-01-01T09:00:00.000000Z",

@@ -8,9 +8,8 @@ import subprocess
 import uuid
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from procs import IN_CI, Appliance, Broker, free_port, wait_until
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def samples(app: Appliance, accept: str | None = None) -> dict:

@@ -19,8 +19,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from appliance.api.app import create_app
-from appliance.core.config import Settings
 from appliance.api.openapi import openapi_document
+from appliance.core.config import Settings
 from appliance.core.version import __version__
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

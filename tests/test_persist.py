@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from appliance.schema import events, audit_db
 from appliance.pipeline.consumer import persist
+from appliance.schema import audit_db, events
 
 
 class Message:

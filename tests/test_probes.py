@@ -7,12 +7,13 @@ import socket
 import subprocess
 
 import pytest
+from procs import IN_CI, Appliance, free_port, wait_until
 
 from appliance.agent import probes
-from appliance.schema import audit_db
 from appliance.core.config import Settings
+from appliance.pipeline.consumer import store
 from appliance.pipeline.producer.spool import Spool
-from procs import IN_CI, Appliance, free_port, wait_until
+from appliance.schema.consumer_report import ConsumerReport
 
 
 def settings(tmp_path, **env) -> Settings:
@@ -23,7 +24,7 @@ def test_unconfigured_components_are_disabled(tmp_path):
     s = settings(tmp_path)
     assert probes.otel(s)[0] == "DISABLED"
     assert probes.prometheus(s)[0] == "DISABLED"
-    assert probes.spool(s)[0] == "DISABLED"
+    assert probes.spool(s, {})[0] == "DISABLED"
     assert probes.KafkaProbe(s)()[0] == "DISABLED"
 
 
@@ -42,25 +43,35 @@ def test_unreachable_kafka_is_down(tmp_path):
     assert state == "DOWN" and "not reachable" in detail
 
 
-def test_spool_with_waiting_events_is_degraded(tmp_path):
+def test_spool_with_events_waiting_for_an_absent_kafka_is_degraded(tmp_path):
     s = settings(tmp_path, KAFKA_BROKERS="127.0.0.1:9")
-    assert probes.spool(s) == ("UP", "empty", {"depth": 0, "dropped": 0})
+    assert probes.spool(s, {}) == ("UP", "empty", {"depth": 0, "dropped": 0})
     spool = Spool(s.spool_dir, 1_000_000)
     spool.append([(b"k", b"v" * 10, None)] * 3)
     spool.close()
-    state, detail, data = probes.spool(s)
+    state, detail, data = probes.spool(s, {"connected": False})
     assert (state, data["depth"]) == ("DEGRADED", 3) and "3 events waiting" in detail
+    assert probes.spool(s, {})[0] == "DEGRADED"  # the API does not answer: Kafka is not known UP
+
+
+def test_spool_holding_events_on_their_way_to_a_connected_kafka_is_up(tmp_path):
+    s = settings(tmp_path, KAFKA_BROKERS="127.0.0.1:9")
+    spool = Spool(s.spool_dir, 1_000_000)
+    spool.append([(b"k", b"v" * 10, None)] * 3)
+    spool.close()
+    state, detail, data = probes.spool(s, {"connected": True, "unconfirmed": 2, "in_flight": 1})
+    assert state == "UP" and "3 events on their way" in detail and data["unconfirmed"] == 2
 
 
 def test_database_states(tmp_path):
     s = settings(tmp_path)
     assert probes.database(s, None)[0] == "DOWN"  # not created yet
-    db = audit_db.Store(s.db_path)
+    db = store.Store(s.db_path)
     db.open()
     db.close()
-    state, _, data = probes.database(s, {"db_failing": False})
+    state, _, data = probes.database(s, ConsumerReport(db_failing=False))
     assert state == "UP" and data["rows"]["http_requests"] == 0
-    state, detail, _ = probes.database(s, {"db_failing": True, "last_db_error": "disk full"})
+    state, detail, _ = probes.database(s, ConsumerReport(db_failing=True, last_db_error="disk full"))
     assert state == "DOWN" and "disk full" in detail
     with open(s.db_path, "r+b") as corrupt:
         corrupt.write(b"not a database at all" * 10)

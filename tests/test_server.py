@@ -13,8 +13,8 @@ import socket
 import time
 
 import pytest
-
-from conftest import REPO_ROOT, UUID4_RE, free_port, ipv6_loopback_available, run_cli
+from conftest import REPO_ROOT, UUID4_RE
+from procs import free_port, ipv6_loopback_available, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -287,9 +287,9 @@ def test_in_flight_request_completes_during_shutdown():
     import threading
     import urllib.request
 
-    from appliance.core.config import Settings
     from appliance.api.lifecycle import Lifecycle
     from appliance.api.server import ApiServer, bind
+    from appliance.core.config import Settings
 
     lifecycle = Lifecycle()
     entered = threading.Event()

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.pipeline.producer.spool import ACCEPTED, NOT_WRITTEN, WRITTEN, Spool, SpoolWriter
+from appliance.pipeline.producer.spool import (
+    ACCEPTED,
+    NOT_WRITTEN,
+    WRITTEN,
+    Spool,
+    SpoolWriter,
+)
 
 
 def message(i: int, size: int = 100) -> tuple[bytes, bytes, list]:

@@ -6,7 +6,6 @@ import time
 
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
-
 from otlp import HttpReceiver, Receiver
 from procs import Appliance, Broker, free_port, wait_until
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from appliance.pipeline.consumer.watchdog import RECREATE_AFTER, STALL_AFTER, ProgressWatchdog
+from appliance.pipeline.consumer.watchdog import (
+    RECREATE_AFTER,
+    STALL_AFTER,
+    ProgressWatchdog,
+)
 
 
 class Clock:

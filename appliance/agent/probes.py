@@ -3,25 +3,27 @@ the agent wraps them, but a probe that knows its failure says it better."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import sqlite3
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from appliance.core.config import Settings
 from appliance.core.kafka import base_config
+from appliance.core.sqlite import read_only
+from appliance.schema import audit_db
+from appliance.schema.consumer_report import ConsumerReport
+from appliance.schema.spool import read_stats
 
 Result = tuple[str, str, dict[str, Any]]
 TIMEOUT = 1.5  # seconds per network probe: a round stays well inside STATUS_INTERVAL
 LAG_DEGRADED = 10_000  # events behind before the consumer counts as DEGRADED
-EVENT_TABLES = ("http_requests", "http_responses", "errors", "custom_events", "dead_letters")
 
 
 def http_get(url: str, timeout: float = TIMEOUT) -> tuple[int, bytes]:
@@ -30,6 +32,15 @@ def http_get(url: str, timeout: float = TIMEOUT) -> tuple[int, bytes]:
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
+
+
+def api_kafka_status(settings: Settings) -> dict[str, Any]:
+    """The API's /kafka/status (its producer's view), or {} when it does not answer."""
+    try:
+        _, body = http_get(f"http://127.0.0.1:{settings.port}/kafka/status")
+        return json.loads(body)
+    except (OSError, ValueError):
+        return {}
 
 
 def api(settings: Settings) -> Result:
@@ -124,49 +135,38 @@ def prometheus(settings: Settings) -> Result:
             "scraping this appliance" if healthy else "scrapes of this appliance failing", {})
 
 
-@contextlib.contextmanager
-def read_only(path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection: a probe must never create or lock what it looks at."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=TIMEOUT)
-    try:
-        yield db
-    finally:
-        db.close()
-
-
-def database(settings: Settings, consumer_state: dict[str, Any] | None) -> Result:
+def database(settings: Settings, report: ConsumerReport | None) -> Result:
     path: Path = settings.db_path
     if not path.exists():
         return "DOWN", f"{path} does not exist (yet)", {}
     try:
         with read_only(path) as db:
-            # MAX(id) instead of COUNT(*): rows are never deleted, and it is O(1) on big tables.
-            counts = {t: db.execute(f"SELECT COALESCE(MAX(id), 0) FROM {t}").fetchone()[0]
-                      for t in EVENT_TABLES}
-            newest = db.execute("SELECT MAX(occurred_at) FROM http_responses").fetchone()[0]
+            counts, newest = audit_db.row_counts(db), audit_db.newest_event_at(db)
     except sqlite3.Error as exc:
         return "DOWN", f"cannot read {path}: {exc}", {}
     data = {"rows": counts, "newest_event_at": newest}
-    failing = (consumer_state or {}).get("db_failing")
-    if failing:
-        return "DOWN", f"writes failing: {consumer_state.get('last_db_error')}", data
+    if report is not None and report.db_failing:
+        return "DOWN", f"writes failing: {report.last_db_error}", data
     return "UP", f"{sum(counts.values())} rows, newest {newest or 'none'}", data
 
 
-def spool(settings: Settings) -> Result:
-    path = settings.spool_dir / "spool.db"
+def spool(settings: Settings, api_kafka: dict[str, Any]) -> Result:
+    """The spool holds every event until it is safe, so a depth is normal while Kafka is up
+    (events sent and not yet confirmed): DEGRADED only when events wait for a Kafka that is
+    not there. ``api_kafka`` is the API's /kafka/status ({} when it does not answer)."""
     if not settings.kafka_enabled:
         return "DISABLED", "Kafka off: nothing to spool", {}
-    if not path.exists():
-        return "UP", "empty", {"depth": 0, "dropped": 0}
     try:
-        with read_only(path) as db:
-            depth = db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
-            dropped = db.execute("SELECT value FROM meta WHERE name='dropped'").fetchone()[0]
+        stats = read_stats(settings.spool_dir)
     except sqlite3.Error as exc:
         return "DOWN", f"cannot read the spool: {exc}", {}
-    data = {"depth": depth, "dropped": dropped}
-    note = f", {dropped} dropped since created" if dropped else ""
-    if depth:
-        return "DEGRADED", f"{depth} events waiting for Kafka{note}", data
+    if stats is None:
+        return "UP", "empty", {"depth": 0, "dropped": 0}
+    data = {"depth": stats.depth, "dropped": stats.dropped,
+            "unconfirmed": api_kafka.get("unconfirmed"), "in_flight": api_kafka.get("in_flight")}
+    note = f", {stats.dropped} dropped since created" if stats.dropped else ""
+    if stats.depth and api_kafka.get("connected") is not True:
+        return "DEGRADED", f"{stats.depth} events waiting for Kafka{note}", data
+    if stats.depth:
+        return "UP", f"{stats.depth} events on their way{note}", data
     return "UP", f"empty{note}", data

@@ -16,7 +16,6 @@ PORT_WAIT.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
@@ -24,9 +23,11 @@ import time
 from typing import Any
 
 from appliance.agent import probes
-from appliance import supervise
+from appliance.core import supervisor
 from appliance.core.config import Settings
 from appliance.core.metrics import M
+from appliance.schema.consumer_report import ConsumerReport
+from appliance.schema.pause import PauseFlag
 
 log = logging.getLogger("appliance.agent")
 PAUSE_WAIT = 10.0  # seconds for the API to pause and everything sent to be confirmed
@@ -51,12 +52,12 @@ class BrokerRecycler:
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def consider(self, broker: probes.Result | None, consumer_state: dict[str, Any] | None) -> None:
+    def consider(self, broker: probes.Result | None, consumer: ConsumerReport | None) -> None:
         """Called after each probe round: start a recycle when one is due and none runs."""
         if not self.settings.embedded_broker or self.busy or not broker or broker[0] != "UP":
             return
-        reason = self.reason(broker[2].get("rss_mb") or 0, api_status(self.settings),
-                             consumer_state or {})
+        reason = self.reason(broker[2].get("rss_mb") or 0, probes.api_kafka_status(self.settings),
+                             consumer)
         if reason is None or time.monotonic() - self._last_at < MIN_INTERVAL[reason[0]]:
             return
         self._thread = threading.Thread(target=self.recycle, args=reason, name="broker-recycler",
@@ -64,7 +65,7 @@ class BrokerRecycler:
         self._thread.start()
 
     def reason(self, rss_mb: float, api: dict[str, Any],
-               consumer: dict[str, Any]) -> tuple[str, str] | None:
+               consumer: ConsumerReport | None) -> tuple[str, str] | None:
         settings = self.settings
         if rss_mb > settings.embedded_broker_max_mb:
             return "memory", f"RSS {rss_mb:.0f} MB > EMBEDDED_BROKER_MAX_MB={settings.embedded_broker_max_mb:g}"
@@ -72,15 +73,15 @@ class BrokerRecycler:
         if batches > settings.embedded_broker_max_batches:
             return "batches", (f"{batches} record batches > EMBEDDED_BROKER_MAX_BATCHES="
                                f"{settings.embedded_broker_max_batches}")
-        if consumer.get("stalled"):
-            return "stalled", f"consumer stalled with lag {consumer.get('lag')}"
+        if consumer is not None and consumer.stalled:
+            return "stalled", f"consumer stalled with lag {consumer.lag}"
         return None
 
     def recycle(self, reason: str, detail: str) -> None:
         log.warning("recycling the embedded broker", extra={"reason": reason, "detail": detail})
         self._last_at = time.monotonic()
-        pause = self.settings.kafka_pause_file
-        pause.touch()
+        pause = PauseFlag(self.settings.layout.pause_flag)
+        pause.set()
         try:
             drained = self._wait_drained()
             if self.stop.is_set():
@@ -96,7 +97,7 @@ class BrokerRecycler:
             log.warning("broker recycle failed", extra={"error": repr(exc)})
             ensure_broker_running(self.settings)
         finally:
-            pause.unlink(missing_ok=True)
+            pause.clear()
             self._last_at = time.monotonic()
             self.last_reason = reason
 
@@ -107,7 +108,7 @@ class BrokerRecycler:
         ahead anyway."""
         deadline = time.monotonic() + PAUSE_WAIT
         while time.monotonic() < deadline and not self.stop.is_set():
-            status = api_status(self.settings)
+            status = probes.api_kafka_status(self.settings)
             if (status.get("paused") is True and status.get("in_queue") == 0
                     and status.get("in_flight") == 0 and status.get("unconfirmed") == 0):
                 return True
@@ -117,7 +118,7 @@ class BrokerRecycler:
     def _restart_broker(self) -> None:
         """SIGKILL, and supervisord's autorestart starts it again: it keeps nothing on disk, and
         a TERM makes it wait 5 s for its clients to disconnect (measured), for nothing."""
-        control = supervise.client(self.settings).supervisor
+        control = supervisor.client(self.settings).supervisor
         old_pid = control.getProcessInfo("broker")["pid"]
         control.signalProcess("broker", "KILL")
         deadline = time.monotonic() + PORT_WAIT
@@ -131,19 +132,10 @@ class BrokerRecycler:
         wait_for_port(self.settings.embedded_broker_port, PORT_WAIT)
 
 
-def api_status(settings: Settings) -> dict[str, Any]:
-    """The API's /kafka/status (its producer's view), or {} when it does not answer."""
-    try:
-        _, body = probes.http_get(f"http://127.0.0.1:{settings.port}/kafka/status")
-        return json.loads(body)
-    except (OSError, ValueError):
-        return {}
-
-
 def ensure_broker_running(settings: Settings) -> None:
     # supervisord does not restart a program stopped through its API: we must.
     try:
-        control = supervise.client(settings).supervisor
+        control = supervisor.client(settings).supervisor
         if control.getProcessInfo("broker")["statename"] in ("STOPPED", "EXITED", "FATAL"):
             control.startProcess("broker", True)
     except Exception as exc:

@@ -1,4 +1,4 @@
-"""The HTTP API: a Bottle app built by ``create_app(settings, ...)``, wrapped by the middleware."""
+"""The HTTP API: a Bottle app built by ``create_app(settings, services)``, wrapped by the middleware."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import logging
 
 import bottle
 
-from appliance.core.config import Settings
-from appliance.api.routes.core import add_core_routes
-from appliance.api.jsonio import default_message, error_body
-from appliance.api.routes.kafka import add_kafka_routes
-from appliance.api.routes.reads import add_read_routes
+from appliance.api.jsonio import HttpError, default_message, error_body
 from appliance.api.middleware import AuditMiddleware
+from appliance.api.routes.core import add_core_routes
+from appliance.api.routes.events import add_event_routes
+from appliance.api.routes.kafka import add_kafka_routes
+from appliance.api.routes.status import add_status_routes
 from appliance.api.services import Services
+from appliance.core.config import Settings
 
 log = logging.getLogger("appliance.api")
 
@@ -23,7 +24,10 @@ class JsonBottle(bottle.Bottle):
 
     def default_error_handler(self, res: bottle.HTTPError) -> bytes:
         status = res.status_code
-        message = res.body if isinstance(res.body, str) and status < 500 else default_message(status)
+        if isinstance(res, HttpError):  # ours: the message is meant for the client
+            message = res.message
+        else:  # Bottle's own (404, 405, ...) or an unexpected exception: no internals
+            message = res.body if isinstance(res.body, str) and status < 500 else default_message(status)
         if res.exception is not None and status >= 500:
             bottle.request.environ["sts.exception"] = res.exception
             log.error("unhandled error", exc_info=(type(res.exception), res.exception,
@@ -40,5 +44,6 @@ def create_app(settings: Settings, services: Services | None = None) -> AuditMid
     app.config["json.enable"] = True
     add_core_routes(app, services)
     add_kafka_routes(app, services)
-    add_read_routes(app, services)
+    add_event_routes(app, services)
+    add_status_routes(app, services)
     return AuditMiddleware(app, settings, services.sink, services.host, services.lifecycle)

@@ -1,7 +1,8 @@
 """Who is the real client? Walk X-Forwarded-For from the right, trusting only known proxies.
 
-Waitress is started with ``clear_untrusted_proxy_headers=False`` and no ``trusted_proxy`` so the
-raw header reaches us (see shared/FACTS.md); this module is the only place that interprets it.
+Waitress 3 removes X-Forwarded-* headers from peers it does not trust before the app sees them
+(``clear_untrusted_proxy_headers``), so it is started with that off and no ``trusted_proxy``: the
+raw header reaches us, and this module is the only place that interprets it.
 """
 
 from __future__ import annotations

@@ -12,14 +12,15 @@ import time
 from typing import Any, Callable, Iterable
 
 from appliance.api import clientip
-from appliance.schema import events
+from appliance.api.host import HostInfo
+from appliance.api.jsonio import error_body
+from appliance.api.lifecycle import Lifecycle
+from appliance.api.sink import EventSink
 from appliance.core import tracing
 from appliance.core.config import Settings
-from appliance.api.jsonio import error_body
 from appliance.core.ids import new_id, sane_request_id
-from appliance.api.lifecycle import Lifecycle
 from appliance.core.metrics import M
-from appliance.api.host import HostInfo
+from appliance.schema import events
 
 access_log = logging.getLogger("appliance.access")
 UNMATCHED_ROUTE = "unmatched"  # one label for every unknown path: bounded cardinality
@@ -30,7 +31,7 @@ StartResponse = Callable[..., Any]
 
 
 class AuditMiddleware:
-    def __init__(self, app: Callable, settings: Settings, sink: events.EventSink,
+    def __init__(self, app: Callable, settings: Settings, sink: EventSink,
                  host: HostInfo, lifecycle: Lifecycle) -> None:
         self.app = app
         self.settings = settings

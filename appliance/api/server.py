@@ -17,11 +17,11 @@ from waitress import create_server, wasyncore
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
-from appliance.core.config import Settings
 from appliance.api.jsonio import error_body
-from appliance.core.ids import new_id
-from appliance.api.middleware import UNMATCHED_ROUTE, access_log
 from appliance.api.lifecycle import Lifecycle
+from appliance.api.middleware import UNMATCHED_ROUTE, access_log
+from appliance.core.config import Settings
+from appliance.core.ids import new_id
 
 log = logging.getLogger("appliance.server")
 LOOP_TICK = 0.1  # seconds per asyncore loop turn: how fast the loop notices a signal
@@ -81,14 +81,14 @@ class ApiServer:
         self.server.channel_class = JsonErrorChannel
         self.port = sock.getsockname()[1]
 
-    def handle_signal(self, signum: int, _frame) -> None:
+    def handle_signal(self, *_args) -> None:
         # Only set state here; the loop does the work (uvicorn's should_exit/force_exit).
         self.signals += 1
         self.lifecycle.draining()
 
     def serve(self, install_signals: bool = True) -> int:
-        if install_signals:  # only possible on the main thread; tests drive handle_signal
-            for signum in (signal.SIGTERM, signal.SIGINT):
+        if install_signals:  # only possible on the main thread; the program's runtime and the
+            for signum in (signal.SIGTERM, signal.SIGINT):  # tests call handle_signal instead
                 signal.signal(signum, self.handle_signal)
         self.lifecycle.serving()
         log.info("serving", extra={"host": self.settings.host, "port": self.port,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from appliance.schema import events
-from appliance.core.config import Settings
-from appliance.api.lifecycle import Lifecycle
 from appliance.api.host import HostInfo, host_info
+from appliance.api.lifecycle import Lifecycle
+from appliance.api.sink import DisabledSink, EventSink
+from appliance.core.config import Settings
 from appliance.core.version import git_commit
 
 
@@ -16,7 +16,7 @@ class Services:
     """What the routes need besides settings; tests pass their own."""
 
     settings: Settings
-    sink: events.EventSink = field(default_factory=events.DisabledSink)
+    sink: EventSink = field(default_factory=DisabledSink)
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     host: HostInfo | None = None
     commit: str | None = None

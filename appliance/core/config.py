@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from appliance.core.layout import DataLayout
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -29,30 +31,25 @@ def as_port(raw: str) -> int:
     return as_int_range(1, 65535)(raw)
 
 
-def as_int_range(low: int, high: int) -> Callable[[str], int]:
-    def convert(raw: str) -> int:
+def _in_range(parse: Callable[[str], Any], low: Any, high: Any, expected: str) -> Callable[[str], Any]:
+    def convert(raw: str) -> Any:
         try:
-            value = int(raw.strip())
+            value = parse(raw.strip())
         except ValueError:
-            raise ValueError(f"an integer from {low} to {high}") from None
-        if not low <= value <= high:
-            raise ValueError(f"an integer from {low} to {high}")
+            raise ValueError(expected) from None
+        if not low <= value <= high:  # also refuses nan
+            raise ValueError(expected)
         return value
 
     return convert
+
+
+def as_int_range(low: int, high: int) -> Callable[[str], int]:
+    return _in_range(int, low, high, f"an integer from {low} to {high}")
 
 
 def as_float_range(low: float, high: float) -> Callable[[str], float]:
-    def convert(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError(f"a number from {low:g} to {high:g}") from None
-        if not low <= value <= high:
-            raise ValueError(f"a number from {low:g} to {high:g}")
-        return value
-
-    return convert
+    return _in_range(float, low, high, f"a number from {low:g} to {high:g}")
 
 
 def as_networks(raw: str) -> tuple[IPNetwork, ...]:
@@ -269,13 +266,9 @@ class Settings:
         return 1 if self.embedded_broker else 3
 
     @property
-    def supervisor_socket(self) -> Path:
-        return self.data_dir / "supervisor.sock"
-
-    @property
-    def kafka_pause_file(self) -> Path:
-        """Present while the agent recycles the embedded broker: producers spool meanwhile."""
-        return self.data_dir / "kafka-paused"
+    def layout(self) -> DataLayout:
+        """The files under DATA_DIR that are not settings of their own."""
+        return DataLayout(self.data_dir)
 
     @property
     def kafka_enabled(self) -> bool:

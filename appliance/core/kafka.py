@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+from typing import Any, Iterator
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from appliance.core.config import Settings
 from appliance.core.logs import RateLimitFilter
 from appliance.core.metrics import M
+from appliance.core.process import StartupError
 
 log = logging.getLogger("appliance.kafka")
+
+
+@contextlib.contextmanager
+def checked_client_config() -> Iterator[None]:
+    """librdkafka refuses an unknown or invalid property when a client is made: that is the
+    operator's KAFKA_* variables, so say it in one line instead of a traceback."""
+    try:
+        yield
+    except KafkaException as exc:
+        raise StartupError(f"invalid Kafka client configuration (KAFKA_* variables): "
+                           f"{exc.args[0].str()}") from None
 
 
 def base_config(settings: Settings) -> dict[str, Any]:
@@ -20,7 +39,7 @@ def base_config(settings: Settings) -> dict[str, Any]:
     return {"bootstrap.servers": settings.kafka_bootstrap, **settings.kafka_extra}
 
 
-def ensure_topic(client, settings: Settings, timeout: float) -> int:
+def ensure_topic(client, settings: Settings, timeout: float, admin: AdminClient | None = None) -> int:
     """Return the events topic's partition count, creating it with KAFKA_PARTITIONS if missing.
 
     Lists all topics rather than asking for ours: a metadata request naming a missing topic
@@ -31,7 +50,7 @@ def ensure_topic(client, settings: Settings, timeout: float) -> int:
     metadata = client.list_topics(timeout=timeout)
     if topic in metadata.topics and not metadata.topics[topic].error:
         return len(metadata.topics[topic].partitions)
-    admin = AdminClient(base_config(settings))
+    admin = admin or AdminClient(base_config(settings))
     partitions = settings.events_partitions
     future = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=timeout)[topic]
     try:

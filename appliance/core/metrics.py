@@ -24,6 +24,52 @@ DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 RESOURCE_INTERVAL = 5.0  # seconds between process CPU/memory samples
 
 
+# (attribute, kind, name, help, labels, options): every series the appliance exports.
+SERIES = (
+    ("http_requests", "counter", "http_requests_total", "HTTP requests handled",
+     ("method", "route", "status"), {}),
+    ("http_duration", "histogram", "http_request_duration_seconds", "HTTP request duration by route",
+     ("method", "route"), {"buckets": DURATION_BUCKETS}),
+    ("kafka_up", "gauge", "kafka_up", "1 while the API's producer reaches the broker", (),
+     {"multiprocess_mode": "livemax"}),
+    ("produced", "counter", "kafka_events_produced_total", "Events handed to Kafka, by outcome",
+     ("event_type", "result"), {}),
+    ("queue_length", "gauge", "kafka_producer_queue_length", "Messages in librdkafka's queue", (),
+     {"multiprocess_mode": "livesum"}),
+    ("unconfirmed", "gauge", "kafka_events_unconfirmed",
+     "Events the embedded broker holds that the consumer has not persisted", (),
+     {"multiprocess_mode": "livemax"}),
+    ("spool_depth", "gauge", "spool_depth", "Events in the spool: waiting, or not yet confirmed", (),
+     {"multiprocess_mode": "livemax"}),
+    ("spool_dropped", "counter", "spool_dropped_total", "Events dropped because the spool was full",
+     (), {}),
+    ("persisted", "counter", "consumer_events_persisted_total", "Events written to the database",
+     ("table",), {}),
+    ("batch_duration", "histogram", "consumer_batch_duration_seconds", "Time to persist one batch",
+     (), {"buckets": DURATION_BUCKETS}),
+    ("consumer_lag", "gauge", "consumer_lag", "Events in Kafka not yet persisted, per partition",
+     ("partition",), {"multiprocess_mode": "livemax"}),
+    ("db_errors", "counter", "consumer_db_errors_total", "Failed database writes (retried)", (), {}),
+    ("dead_letters", "counter", "dead_letters_total", "Messages stored as dead letters", (), {}),
+    ("consumer_stalls", "counter", "consumer_stalls_total",
+     "Times the consumer made no progress while events waited", (), {}),
+    ("component_up", "gauge", "component_up", "1 UP, 0.5 DEGRADED, 0 DOWN, per agent probe",
+     ("component",), {"multiprocess_mode": "livemax"}),
+    ("broker_recycles", "counter", "embedded_broker_recycles_total",
+     "Restarts of the embedded broker by the agent", ("reason",), {}),
+    ("broker_rss", "gauge", "embedded_broker_resident_memory_bytes", "Embedded broker's memory", (),
+     {"multiprocess_mode": "livemax"}),
+    ("build_info", "gauge", "build_info", "Version of the appliance", ("version",),
+     {"multiprocess_mode": "livemax"}),
+    ("rss", "gauge", "process_resident_memory_bytes", "Resident memory per process", ("process",),
+     {"multiprocess_mode": "livesum"}),
+    ("cpu", "gauge", "process_cpu_seconds", "CPU time used per process", ("process",),
+     {"multiprocess_mode": "livesum"}),
+    ("librdkafka_log_suppressed", "counter", "librdkafka_log_lines_suppressed_total",
+     "librdkafka log lines held back by the rate limit", (), {}),
+)
+
+
 class _NoOp:
     def labels(self, *args, **kwargs) -> "_NoOp":
         return self
@@ -37,17 +83,11 @@ class _NoOp:
 class Metrics:
     """Attribute access to every metric; all no-ops until ``init``."""
 
-    NAMES = ("http_requests", "http_duration", "kafka_up", "produced", "queue_length",
-             "spool_depth", "spool_dropped", "persisted", "batch_duration", "consumer_lag",
-             "db_errors", "dead_letters", "component_up", "build_info", "rss", "cpu",
-             "broker_rss", "librdkafka_log_suppressed", "unconfirmed", "broker_recycles",
-             "consumer_stalls")
-
     def __init__(self) -> None:
         self.enabled = False
         self.directory: Path | None = None
-        for name in self.NAMES:
-            setattr(self, name, _NoOp())
+        for attribute, *_ in SERIES:
+            setattr(self, attribute, _NoOp())
 
 
 M = Metrics()
@@ -70,55 +110,14 @@ def init(directory: Path, process: str, version: str) -> bool:
 
 
 def _create(process: str, version: str) -> None:
-    from functools import partial
-
     import prometheus_client as pc
 
-    # registry=None: in multiprocess mode the samples live in files that MultiProcessCollector
-    # reads; registering here too would only clash with the default process collector's names.
-    Counter, Gauge, Histogram = (partial(cls, registry=None)
-                                 for cls in (pc.Counter, pc.Gauge, pc.Histogram))
-
-    M.http_requests = Counter("http_requests_total", "HTTP requests handled",
-                              ["method", "route", "status"])
-    M.http_duration = Histogram("http_request_duration_seconds", "HTTP request duration by route",
-                                ["method", "route"], buckets=DURATION_BUCKETS)
-    M.kafka_up = Gauge("kafka_up", "1 while the API's producer reaches the broker", [],
-                       multiprocess_mode="livemax")
-    M.produced = Counter("kafka_events_produced_total", "Events handed to Kafka, by outcome",
-                         ["event_type", "result"])
-    M.queue_length = Gauge("kafka_producer_queue_length", "Messages in librdkafka's queue",
-                           multiprocess_mode="livesum")
-    M.spool_depth = Gauge("spool_depth", "Events waiting in the disk spool",
-                          multiprocess_mode="livemax")
-    M.spool_dropped = Counter("spool_dropped_total", "Events dropped because the spool was full")
-    M.persisted = Counter("consumer_events_persisted_total", "Events written to the database",
-                          ["table"])
-    M.batch_duration = Histogram("consumer_batch_duration_seconds", "Time to persist one batch",
-                                 buckets=DURATION_BUCKETS)
-    M.consumer_lag = Gauge("consumer_lag", "Events in Kafka not yet persisted, per partition",
-                           ["partition"], multiprocess_mode="livemax")
-    M.db_errors = Counter("consumer_db_errors_total", "Failed database writes (retried)")
-    M.dead_letters = Counter("dead_letters_total", "Messages stored as dead letters")
-    M.component_up = Gauge("component_up", "1 UP, 0.5 DEGRADED, 0 DOWN, per agent probe",
-                           ["component"], multiprocess_mode="livemax")
-    M.build_info = Gauge("build_info", "Version of the appliance", ["version"],
-                         multiprocess_mode="livemax")
-    M.rss = Gauge("process_resident_memory_bytes", "Resident memory per process", ["process"],
-                  multiprocess_mode="livesum")
-    M.cpu = Gauge("process_cpu_seconds", "CPU time used per process", ["process"],
-                  multiprocess_mode="livesum")
-    M.broker_rss = Gauge("embedded_broker_resident_memory_bytes", "Embedded broker's memory",
-                         multiprocess_mode="livemax")
-    M.librdkafka_log_suppressed = Counter("librdkafka_log_lines_suppressed_total",
-                                          "librdkafka log lines held back by the rate limit")
-    M.unconfirmed = Gauge("kafka_events_unconfirmed",
-                          "Events the embedded broker holds that the consumer has not persisted",
-                          multiprocess_mode="livemax")
-    M.broker_recycles = Counter("embedded_broker_recycles_total",
-                                "Restarts of the embedded broker by the agent", ["reason"])
-    M.consumer_stalls = Counter("consumer_stalls_total",
-                                "Times the consumer made no progress while events waited")
+    kinds = {"counter": pc.Counter, "gauge": pc.Gauge, "histogram": pc.Histogram}
+    for attribute, kind, name, help_text, labels, options in SERIES:
+        # registry=None: in multiprocess mode the samples live in files that
+        # MultiProcessCollector reads; registering here too would clash with the default
+        # process collector's names.
+        setattr(M, attribute, kinds[kind](name, help_text, list(labels), registry=None, **options))
     M.build_info.labels(version=version).set(1)
 
 

@@ -85,7 +85,9 @@ def init(settings: Settings, process: str, pod_ip: str | None = None) -> bool:
 def exporter(settings: Settings):
     endpoint = settings.otel_endpoint
     if settings.otel_protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter,
+        )
         if not endpoint.rstrip("/").endswith("/v1/traces"):
             endpoint = endpoint.rstrip("/") + "/v1/traces"
         return OTLPSpanExporter(endpoint=endpoint, timeout=5)

@@ -1,22 +1,18 @@
-"""The audit database: peewee models over SQLite, written only by the consumer.
+"""The audit database (DB_PATH): its tables as peewee models.
 
-Every event table has ``event_id`` (unique: redelivery never adds a row), ``request_id``,
-``occurred_at`` and ``trace_id`` columns, and an index on ``occurred_at`` for newest-first reads.
+Written only by the consumer (pipeline/consumer/store.py); the API reads it for /events, the
+agent for its database probe. Every event table has ``event_id`` (unique: redelivery never adds
+a row), ``request_id``, ``occurred_at`` and ``trace_id`` columns, and an index on
+``occurred_at`` for newest-first reads.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import sqlite3
 
 import peewee
 
 database = peewee.DatabaseProxy()
-
-# WAL lets the API and the agent read while the consumer writes; busy_timeout makes a
-# reader's short lock a wait instead of an error.
-PRAGMAS = {"journal_mode": "wal", "busy_timeout": 5000, "synchronous": "normal",
-           "foreign_keys": 1}
 
 
 class BaseModel(peewee.Model):
@@ -91,61 +87,24 @@ class DeadLetter(BaseModel):
         table_name = "dead_letters"
 
 
-def insert_ignore(model: type[BaseModel], rows: list[dict]) -> None:
-    """INSERT OR IGNORE rows (all with the same keys) in one executemany.
-
-    peewee's insert_many builds the SQL value by value: measured 4-5x slower than this for
-    the consumer's batches (bench/consumer_throughput.py). The statement only depends on the
-    model and the keys, so it is built once per call from the model's own metadata."""
-    if not rows:
-        return
-    names = list(rows[0])
-    columns = ", ".join(f'"{model._meta.fields[name].column_name}"' for name in names)
-    sql = (f'INSERT OR IGNORE INTO "{model._meta.table_name}" ({columns}) '
-           f'VALUES ({", ".join("?" * len(names))})')
-    model._meta.database.cursor().executemany(sql, [tuple(row[n] for n in names) for row in rows])
-
-
 EVENT_MODELS = (HttpRequest, HttpResponse, ErrorEvent, CustomEvent)
 ALL_MODELS = (*EVENT_MODELS, DeadLetter)
 
 
-class Store:
-    """One SQLite connection; reopened when the file it points at was removed or replaced."""
+EVENT_TYPES = {"http_request": HttpRequest, "http_response": HttpResponse, "error": ErrorEvent,
+               "custom": CustomEvent}  # the ``type`` of /events, per table
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.db: peewee.SqliteDatabase | None = None
-        self._inode: int | None = None
 
-    def open(self) -> peewee.SqliteDatabase:
-        """Connect (creating the directory and schema when missing) unless already connected
-        to the file that is there now. Raises peewee/OS errors when it cannot."""
-        if self.db is not None and self._inode == self._current_inode():
-            return self.db
-        self.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = peewee.SqliteDatabase(str(self.path), pragmas=PRAGMAS)
-        database.initialize(db)
-        db.connect()
-        try:
-            db.create_tables(ALL_MODELS, safe=True)
-        except Exception:
-            db.close()
-            raise
-        self.db, self._inode = db, self._current_inode()
-        return db
+def table_name(model: type[BaseModel]) -> str:
+    return model._meta.table_name
 
-    def _current_inode(self) -> int | None:
-        try:
-            return os.stat(self.path).st_ino
-        except OSError:
-            return None
 
-    def close(self) -> None:
-        if self.db is not None:
-            try:
-                self.db.close()
-            except peewee.PeeweeException:
-                pass  # teardown of a connection that already failed: nothing left to save
-            self.db = None
+def row_counts(db: sqlite3.Connection) -> dict[str, int]:
+    """Rows per table, by MAX(id): O(1), and exact while rows are never deleted."""
+    return {table_name(model): db.execute(
+        f'SELECT COALESCE(MAX(id), 0) FROM "{table_name(model)}"').fetchone()[0]
+        for model in ALL_MODELS}
+
+
+def newest_event_at(db: sqlite3.Connection) -> str | None:
+    return db.execute(f'SELECT MAX(occurred_at) FROM "{table_name(HttpResponse)}"').fetchone()[0]

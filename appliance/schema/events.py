@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
 from appliance.core.ids import new_id
+from appliance.core.timefmt import utc_now_iso
 
 SCHEMA_VERSION = 1
 HTTP_REQUEST, HTTP_RESPONSE, ERROR = "http_request", "http_response", "error"
@@ -30,10 +30,6 @@ EVENT_TYPE_RE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 def type_label(event_type: str) -> str:
     """Custom event types are the caller's: one metric label for all of them."""
     return event_type if event_type in RESERVED_TYPES else "custom"
-
-
-def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def make_event(event_type: str, request_id: str, hostname: str, payload: dict[str, Any],
@@ -52,29 +48,3 @@ def make_event(event_type: str, request_id: str, hostname: str, payload: dict[st
 
 def encode(event: dict[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-class EventSink(Protocol):
-    """Where the API hands events: the Kafka producer, or nothing when Kafka is off."""
-
-    enabled: bool  # False: the middleware does not build events at all
-
-    @property
-    def kafka_up(self) -> bool: ...
-
-    def emit(self, event: dict[str, Any], headers: list[tuple[str, bytes]] | None = None,
-             durable: bool = False) -> str:
-        """Hand over one event; return "queued", "spooled", "lost" or "disabled". Never raises.
-        ``durable``: a spooled event must be on disk before this returns."""
-        ...
-
-
-class DisabledSink:
-    """Kafka not configured: the original degraded mode. Events are not even built."""
-
-    kafka_up = False
-    enabled = False
-
-    def emit(self, event: dict[str, Any], headers: list[tuple[str, bytes]] | None = None,
-             durable: bool = False) -> str:
-        return "disabled"

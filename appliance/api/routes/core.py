@@ -1,4 +1,4 @@
-"""GET /, /healthz, /readyz, /version, /openapi.json."""
+"""GET /, /healthz, /readyz, /version, /metrics, /openapi.json."""
 
 from __future__ import annotations
 
@@ -7,16 +7,12 @@ from typing import Any
 
 import bottle
 
-from appliance.schema import events
-from appliance.core import metrics
-from appliance.api.jsonio import error_response
+from appliance.api.jsonio import HttpError
 from appliance.api.openapi import openapi_document
 from appliance.api.services import Services
+from appliance.core import metrics
+from appliance.core.timefmt import utc_now_iso
 from appliance.core.version import __version__
-
-
-def kafka_status_word(sink: events.EventSink) -> str:
-    return "UP" if sink.kafka_up else "NOT UP"
 
 
 def add_core_routes(app: bottle.Bottle, services: Services) -> None:
@@ -25,10 +21,10 @@ def add_core_routes(app: bottle.Bottle, services: Services) -> None:
     @app.get("/")
     def index() -> dict[str, Any]:
         client = bottle.request.environ["sts.client"]
-        status = kafka_status_word(services.sink)
+        status = "UP" if services.sink.kafka_up else "NOT UP"
         return {
             "message": f"Hello, Kafka is {status}",
-            "timestamp": events.utc_now_iso(),
+            "timestamp": utc_now_iso(),
             "user_ip": client.user_ip,
             "proxy_chain": client.proxy_chain,
             "hostname": host.hostname,
@@ -43,10 +39,9 @@ def add_core_routes(app: bottle.Bottle, services: Services) -> None:
 
     @app.get("/readyz")
     def readyz():
-        state = services.lifecycle.state
-        if services.lifecycle.ready:
-            return {"status": "ready"}
-        return error_response(503, f"not ready: {state}")
+        if not services.lifecycle.ready:
+            raise HttpError(503, f"not ready: {services.lifecycle.state}")
+        return {"status": "ready"}
 
     @app.get("/version")
     def version() -> dict[str, Any]:
@@ -58,7 +53,7 @@ def add_core_routes(app: bottle.Bottle, services: Services) -> None:
         try:
             body, content_type = metrics.exposition(bottle.request.get_header("Accept"))
         except Exception as exc:  # the metrics machinery failed: say so, keep everything else up
-            return error_response(503, f"metrics unavailable: {exc}")
+            raise HttpError(503, f"metrics unavailable: {exc}") from None
         return bottle.HTTPResponse(body, status=200, headers={"Content-Type": content_type})
 
     @app.get("/openapi.json")

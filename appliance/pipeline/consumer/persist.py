@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.schema import events, audit_db
+from appliance.schema import audit_db, events
 
 REQUEST_FIELDS = ("method", "route", "path", "query", "user_ip", "proxy_chain", "user_agent", "bytes")
 TEXT_DEFAULTS = {"query": "", "proxy_chain": "", "user_agent": "", "bytes": 0}

@@ -15,13 +15,14 @@ import threading
 import time
 from typing import Callable
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 
-from appliance.schema import events
 from appliance.core.config import Settings
 from appliance.core.kafka import base_config, ensure_topic, topic_id
 from appliance.core.metrics import M
+from appliance.core.timefmt import utc_now_iso
+from appliance.schema.pause import PauseFlag
 
 log = logging.getLogger("appliance.producer")
 PROBE_INTERVAL = 2.0  # seconds between broker probes
@@ -46,7 +47,8 @@ class ProducerHandle:
 
 
 class BrokerWatch:
-    def __init__(self, settings: Settings, handle: ProducerHandle) -> None:
+    def __init__(self, settings: Settings, handle: ProducerHandle,
+                 admin: AdminClient | None = None) -> None:
         self.settings = settings
         self.handle = handle
         self.kafka_up = False
@@ -55,8 +57,9 @@ class BrokerWatch:
         self.topic_id: str | None = None
         self.last_error: str | None = None
         self.last_error_at: str | None = None
-        self.state_since = events.utc_now_iso()
-        self._admin = AdminClient({**base_config(settings), "log_level": 0})
+        self.state_since = utc_now_iso()
+        self.pause = PauseFlag(settings.layout.pause_flag)
+        self._admin = admin or AdminClient({**base_config(settings), "log_level": 0})
         self._fatal = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -94,12 +97,12 @@ class BrokerWatch:
         self._wake.set()  # replace the dead producer now, not at the next probe
 
     def note_error(self, text: str) -> None:
-        self.last_error, self.last_error_at = text, events.utc_now_iso()
+        self.last_error, self.last_error_at = text, utc_now_iso()
 
     def check_pause(self) -> None:
         """Called by the relay before each turn's sending (a stat() a turn): the agent's pause
         file stops sending at once, and its removal wakes the keeper to probe right away."""
-        paused = self.settings.kafka_pause_file.exists()
+        paused = self.pause.is_set()
         if paused == self.paused:
             return
         self.paused = paused
@@ -127,7 +130,7 @@ class BrokerWatch:
                 log.exception("kafka keeper round failed; retrying")
 
     def probe(self) -> None:
-        self.paused = self.settings.kafka_pause_file.exists()
+        self.paused = self.pause.is_set()
         if self.paused:
             # The agent is about to recycle the embedded broker: hold events in the spool until
             # it is back, so nothing new sits in a broker that is about to forget everything.
@@ -135,7 +138,8 @@ class BrokerWatch:
             self._set_up(False)
             return
         try:
-            self.partitions = ensure_topic(self.handle.producer, self.settings, PROBE_TIMEOUT)
+            self.partitions = ensure_topic(self.handle.producer, self.settings, PROBE_TIMEOUT,
+                                           self._admin)
             self._note_topic_id(self.read_topic_id())
         except Exception as exc:  # KafkaException, or TimeoutError from a slow topic creation
             self.note_error(str(exc.args[0]) if exc.args else repr(exc))
@@ -156,6 +160,6 @@ class BrokerWatch:
         M.kafka_up.set(1 if up else 0)
         if up != self.kafka_up:
             self.kafka_up = up
-            self.state_since = events.utc_now_iso()
+            self.state_since = utc_now_iso()
             log.log(logging.INFO if up else logging.WARNING, "kafka is %s", "UP" if up else "DOWN",
                     extra={"brokers": self.settings.kafka_bootstrap, "last_error": self.last_error})

@@ -19,19 +19,19 @@ from functools import partial
 
 from confluent_kafka import KafkaError, KafkaException
 
-from appliance.schema import events
-from appliance.pipeline.producer.broker_watch import PROBE_INTERVAL, PROBE_TIMEOUT, BrokerWatch, ProducerHandle
 from appliance.core.config import Settings
-from appliance.pipeline.producer.delivery import DeliveryTracker
 from appliance.core.kafka import CommittedOffsets
 from appliance.core.metrics import M
+from appliance.pipeline.producer.broker_watch import BrokerWatch, ProducerHandle
+from appliance.pipeline.producer.confirmer import Confirmer
+from appliance.pipeline.producer.delivery import DeliveryTracker
 from appliance.pipeline.producer.spool import Spool
+from appliance.schema import events
 
 log = logging.getLogger("appliance.producer")
 SEND_BATCH = 1000  # rows read from the spool per turn
 WINDOW = 50_000  # events Kafka may hold unconfirmed; ~25 MB of the embedded broker's memory
 TICK = 0.02  # seconds a turn waits for delivery reports: how soon a new event is sent
-CONFIRM_INTERVAL = 0.5  # seconds between reads of the group's committed offsets
 REPORT_TIMEOUT = 20.0  # seconds: message.timeout.ms (15 s) + margin; a report must come by then
 
 
@@ -52,12 +52,11 @@ class Relay:
         self.spool, self.handle, self.watch, self.tracker, self.stats = (
             spool, handle, watch, tracker, stats)
         self.cursor = 1  # the next spool id to consider sending
-        self.incarnation = watch.topic_id
         self.batches = 0  # record batches written to this incarnation of the topic
         if offsets is None and tracker.until_committed:
             offsets = CommittedOffsets(settings)
-        self._offsets = offsets
-        self._confirmed_at = self._sampled_at = 0.0
+        self.confirmer = Confirmer(handle, watch, tracker, offsets) if offsets else None
+        self._sampled_at = 0.0
         self._forgotten_below = 0
         self._last_report = time.monotonic()
         self._stop = threading.Event()
@@ -80,14 +79,16 @@ class Relay:
     def turn(self) -> None:
         self.handle.producer.poll(TICK)  # delivery reports and statistics
         self.watch.check_pause()  # every turn: the agent waits for us to stop sending
-        self._follow_incarnation()
+        if self.confirmer and self.confirmer.follow_incarnation():
+            self.batches = 0
         self._remove_released()  # before sending: a released row is tracked no more
         rewind = self.tracker.take_rewind()
         if rewind is not None:
             self.cursor = min(self.cursor, rewind)
         if self.watch.can_send:
             self._send()
-        self._confirm_if_due()
+        if self.confirmer:
+            self.confirmer.confirm_if_due()
         self._check_reports()
         self._sample_gauges()
 
@@ -149,45 +150,6 @@ class Relay:
             self._forgotten_below = self.spool.dropped_below
             self.tracker.forget_below(self._forgotten_below)
 
-    def _confirm_if_due(self) -> None:
-        # Also while paused: the agent waits for everything sent to be confirmed before it
-        # recycles the broker.
-        now = time.monotonic()
-        if (self._offsets is None or not self.tracker.unconfirmed
-                or now - self._confirmed_at < CONFIRM_INTERVAL):
-            return
-        self._confirmed_at = now
-        self.confirm()
-
-    def confirm(self) -> int:
-        """Release what the consumer group has committed, if the topic stayed the same
-        incarnation throughout the read (a restart in between would make its offsets lie)."""
-        try:
-            before = self.watch.read_topic_id()
-            committed = self._offsets.read(self.watch.partitions or 1, PROBE_TIMEOUT)
-            after = self.watch.read_topic_id()
-        except KafkaException as exc:  # the broker is gone: try again after a probe interval
-            self.watch.note_error(f"reading committed offsets: {exc.args[0]}")
-            self._confirmed_at = time.monotonic() + PROBE_INTERVAL
-            return 0
-        if not before == after == self.incarnation:
-            return 0  # the topic changed: _follow_incarnation resets on the next turn
-        return self.tracker.confirm(committed)
-
-    def _follow_incarnation(self) -> None:
-        current = self.watch.topic_id
-        if current == self.incarnation:
-            return
-        # Serve every report still queued first: one that arrives later cannot be from the old
-        # incarnation, since the old broker is gone before the new topic exists.
-        while self.handle.producer.poll(0):
-            pass
-        resent = self.tracker.reset()
-        self.incarnation, self.batches = current, 0
-        if resent:
-            log.warning("broker lost unconfirmed events; sending them again from the spool",
-                        extra={"events": resent})
-
     def _check_reports(self) -> None:
         """A producer that has messages out and reports nothing while the broker answers is
         wedged (seen with idempotence after a broker restart, without any fatal error)."""
@@ -224,9 +186,7 @@ class Relay:
             deadline = time.monotonic() + 5
             while len(producer) and time.monotonic() < deadline:
                 producer.poll(0.1)  # purged messages come back as failed reports
-        if self._offsets is not None and self.tracker.unconfirmed and self.watch.kafka_up:
-            self.confirm()
+        if self.confirmer:
+            self.confirmer.close()
         self._remove_released()
-        if self._offsets is not None:
-            self._offsets.close()
         return remaining

@@ -20,14 +20,22 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from appliance.schema import events
-from appliance.pipeline.producer.broker_watch import BrokerWatch, ProducerHandle
 from appliance.core.config import Settings
-from appliance.pipeline.producer.delivery import DeliveryTracker
 from appliance.core.kafka import base_config, client_logger
 from appliance.core.metrics import M
+from appliance.pipeline.producer.broker_watch import BrokerWatch, ProducerHandle
+from appliance.pipeline.producer.delivery import DeliveryTracker
 from appliance.pipeline.producer.relay import Relay, value_type
-from appliance.pipeline.producer.spool import ACCEPTED, REFUSED, WRITTEN, Headers, Message, Spool, SpoolWriter
+from appliance.pipeline.producer.spool import (
+    ACCEPTED,
+    REFUSED,
+    WRITTEN,
+    Headers,
+    Message,
+    Spool,
+    SpoolWriter,
+)
+from appliance.schema import events
 
 log = logging.getLogger("appliance.producer")
 STATS_INTERVAL_MS = 5000  # librdkafka statistics: how the embedded broker's batches are counted
@@ -72,14 +80,17 @@ def producer_config(settings: Settings) -> dict[str, Any]:
 class KafkaEventSink:
     enabled = True
 
-    def __init__(self, settings: Settings, spool: Spool) -> None:
+    def __init__(self, settings: Settings, spool: Spool, make_producer=None, admin=None,
+                 offsets=None) -> None:
+        """``make_producer``, ``admin`` and ``offsets`` stand in for the Kafka clients in tests."""
         self.settings = settings
         self.spool = spool
         self.stats = Stats()
         self.tracker = DeliveryTracker(until_committed=settings.embedded_broker)
-        self.handle = ProducerHandle(self._new_producer)
-        self.watch = BrokerWatch(settings, self.handle)
-        self.relay = Relay(settings, spool, self.handle, self.watch, self.tracker, self.stats)
+        self.handle = ProducerHandle(make_producer or self._new_producer)
+        self.watch = BrokerWatch(settings, self.handle, admin)
+        self.relay = Relay(settings, spool, self.handle, self.watch, self.tracker, self.stats,
+                           offsets)
         self.writer = SpoolWriter(spool, on_lost=self._lost)
 
     def _new_producer(self) -> Producer:
@@ -99,7 +110,8 @@ class KafkaEventSink:
 
     def start(self) -> None:
         self.watch.start()
-        self.relay.incarnation = self.watch.topic_id
+        if self.relay.confirmer:  # the first probe read the topic's id: that is where we start
+            self.relay.confirmer.incarnation = self.watch.topic_id
         self.relay.start()
 
     def close(self, timeout: float = 5.0) -> None:

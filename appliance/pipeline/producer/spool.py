@@ -14,27 +14,20 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from appliance.core import sqlite
 from appliance.core.metrics import M
+from appliance.schema.spool import SCHEMA, spool_file
 
 log = logging.getLogger("appliance.spool")
 
 Headers = list[tuple[str, bytes]]
 Message = tuple[bytes | None, bytes, Headers | None]  # key, value, headers
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS spool (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key BLOB, value BLOB NOT NULL, headers TEXT, size INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (name, value) VALUES ('dropped', 0);
-"""
 
 
 @dataclass(frozen=True)
@@ -57,14 +50,10 @@ def _decode_headers(text: str | None) -> Headers:
 
 class Spool:
     def __init__(self, directory: Path, max_bytes: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / "spool.db"
+        self.path = spool_file(directory)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = sqlite.connect(self.path)
         self._db.executescript(SCHEMA)
         self.depth, self.bytes, self.last_id = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(MAX(id), 0) FROM spool").fetchone()

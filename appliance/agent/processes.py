@@ -1,0 +1,80 @@
+"""The supervised processes as components: state, pid, uptime, restarts, the broker's RSS, and
+for the consumer whether it actually consumes (its report: partitions, lag, stalls)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from appliance.agent.probes import Result
+from appliance.core import metrics, supervisor
+from appliance.core.config import Settings
+from appliance.schema.consumer_report import ConsumerReport
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+def consumer_assignment(report: ConsumerReport | None, stale_after: float,
+                        data: dict[str, Any], detail: str) -> tuple[str, str]:
+    """Running is not consuming: DEGRADED until the group gave it partitions, DOWN when stalled."""
+    age = report.age_s if report else None
+    if age is None or age > stale_after:
+        return "DEGRADED", f"{detail}; no report from the consumer for a while (starting?)"
+    data["assigned_partitions"] = report.assigned_partitions
+    data["lag"] = report.lag
+    if report.stalled:
+        return "DOWN", (f"{detail}; stalled: lag {report.lag}, no progress for "
+                        f"{report.no_progress_s:.0f} s")
+    if not report.assigned_partitions:
+        return "DEGRADED", f"{detail}; no partitions assigned yet (joining the group)"
+    return "UP", f"{detail}; {len(report.assigned_partitions)} partitions assigned"
+
+
+class ProcessProbe:
+    """Every program supervisord runs, one component each; counts restarts by pid changes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.restarts: dict[str, int] = {}
+        self._pids: dict[str, int] = {}
+        self.broker_extra: dict[str, Any] = {}  # the recycler's figures, shown with the broker
+
+    def __call__(self) -> dict[str, Result]:
+        try:
+            infos = supervisor.processes(self.settings)
+        except supervisor.NotRunning:
+            return {"processes": ("DISABLED", "not running under supervisord", {})}
+        return {f"process.{info['name']}": self._one(info) for info in infos}
+
+    def _one(self, info: dict[str, Any]) -> Result:
+        name, pid, state = info["name"], info["pid"], info["statename"]
+        if name == "broker" and not self.settings.embedded_broker:
+            return "DISABLED", "external or no Kafka", {}
+        self._count_restart(name, pid)
+        data = {"pid": pid, "uptime_s": info["now"] - info["start"] if state == "RUNNING" else 0,
+                "restarts": self.restarts.get(name, 0), "statename": state}
+        if name == "broker" and pid:
+            data.update(rss_mb=rss_mb(pid), **self.broker_extra)
+        word = supervisor.STATE_WORDS.get(state, "DOWN")
+        detail = f"{state.lower()}: {info['description']}"
+        if name == "consumer" and word == "UP" and self.settings.kafka_enabled:
+            report = ConsumerReport.read(self.settings.layout.consumer_report)
+            stale_after = max(3 * self.settings.status_interval, 5.0)
+            word, detail = consumer_assignment(report, stale_after, data, detail)
+        return word, detail, data
+
+    def _count_restart(self, name: str, pid: int) -> None:
+        previous = self._pids.get(name)
+        if pid and previous and pid != previous:
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            metrics.mark_dead(previous)  # its live gauges go; its counters still count
+        if pid:
+            self._pids[name] = pid

@@ -1,0 +1,89 @@
+"""GET /status: the agent's latest snapshot of every component, and its recent history.
+
+Only reads: the agent is the one writer of the status database (read-only connections here).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import bottle
+import peewee
+
+from appliance.api.jsonio import HttpError, json_response
+from appliance.api.services import Services
+from appliance.core import sqlite
+from appliance.core.timefmt import age_s, iso
+from appliance.core.version import __version__
+from appliance.schema import status_db
+
+STALE_INTERVALS = 3  # agent silent this many intervals -> its data is not current
+NEVER_REPORTED = {"state": "DOWN", "detail": "the agent has never reported"}
+STARTED = time.time()
+
+
+def read_status(services: Services, history_minutes: int) -> dict[str, Any]:
+    base = {"version": __version__, "hostname": services.host.hostname,
+            "api_uptime_s": round(time.time() - STARTED, 1)}
+    if not services.settings.status_db_path.exists():
+        return {**base, "overall": "DOWN", "stale": True, "components": {},
+                "agent": NEVER_REPORTED}
+    with status_db.database.connection_context():
+        report = status_db.AgentReport.get_or_none(id=1)
+        components = {row.name: {"state": row.state, "detail": row.detail, "since": row.changed_at,
+                                 "checked_at": row.checked_at, "data": json.loads(row.data)}
+                      for row in status_db.ComponentState.select().order_by(status_db.ComponentState.name)}
+        history = history_rows(history_minutes) if history_minutes else None
+    agent = agent_state(report)
+    states = {c["state"] for c in components.values()} | {agent["state"]}
+    overall = "DOWN" if "DOWN" in states else "DEGRADED" if "DEGRADED" in states else "UP"
+    body = {**base, "overall": overall, "stale": agent["state"] != "UP", "agent": agent,
+            "components": components}
+    if history is not None:
+        body["history"] = history
+    return body
+
+
+def agent_state(report) -> dict[str, Any]:
+    if report is None:
+        return NEVER_REPORTED
+    age = age_s(report.reported_at)
+    state = "UP" if age <= STALE_INTERVALS * report.interval else "DOWN"
+    detail = (f"reported {age:.1f} s ago" if state == "UP"
+              else f"silent for {age:.0f} s (> {STALE_INTERVALS} intervals): data below is not current")
+    return {"state": state, "detail": detail, "reported_at": report.reported_at,
+            "age_s": round(age, 1), "interval_s": report.interval}
+
+
+def history_rows(minutes: int) -> dict[str, list]:
+    since = iso(datetime.fromtimestamp(time.time() - minutes * 60, timezone.utc))
+    rows = (status_db.StatusHistory.select()
+            .where(status_db.StatusHistory.at >= since).order_by(status_db.StatusHistory.at))
+    history: dict[str, list] = {}
+    for row in rows:
+        history.setdefault(row.name, []).append([row.at, row.state, json.loads(row.data)])
+    return history
+
+
+def parse_history(raw: str | None) -> int:
+    if raw is None:
+        return 0
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > 60:
+        raise HttpError(400, "history must be minutes from 0 to 60")
+    return int(raw)
+
+
+def add_status_routes(app: bottle.Bottle, services: Services) -> None:
+    status_db.database.initialize(
+        sqlite.peewee_database(services.settings.status_db_path, readonly=True))
+
+    @app.get("/status")
+    def status():
+        minutes = parse_history(bottle.request.query.get("history"))
+        try:
+            return json_response(200, read_status(services, minutes))
+        except peewee.PeeweeException as exc:
+            raise HttpError(503, f"status database not readable: {exc}") from None

@@ -1,0 +1,58 @@
+"""Where the API hands its events: the contract the routes and the middleware rely on.
+
+The Kafka implementation is the pipeline's producer side (pipeline/producer/sink.py), passed in
+by the program that builds the API (appliance/programs.py); with Kafka off it is DisabledSink.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+Headers = list[tuple[str, bytes]]
+
+
+class EventSink(Protocol):
+    enabled: bool  # False: the middleware does not build events at all
+
+    @property
+    def kafka_up(self) -> bool: ...
+
+    def start(self) -> None:
+        """Begin delivering (threads, first probe)."""
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what can be delivered within ``timeout``; keep the rest for the next start."""
+
+    def emit(self, event: dict[str, Any], headers: Headers | None = None,
+             durable: bool = False) -> str:
+        """Hand over one event; "queued", "spooled", "lost" or "disabled". Never raises.
+        ``durable``: a kept event must be on disk before this returns."""
+
+    def flush(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for everything handed over to be delivered; how many were not."""
+
+    def status(self) -> dict[str, Any]:
+        """The state /kafka/status shows; "connected" and "in_queue" at least."""
+
+
+class DisabledSink:
+    """Kafka not configured: the original degraded mode. Events are not even built."""
+
+    enabled = False
+    kafka_up = False
+
+    def start(self) -> None:
+        pass
+
+    def close(self, timeout: float = 5.0) -> None:
+        pass
+
+    def emit(self, event: dict[str, Any], headers: Headers | None = None,
+             durable: bool = False) -> str:
+        return "disabled"
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+    def status(self) -> dict[str, Any]:
+        return {"connected": False, "state": "DISABLED", "in_queue": 0}

@@ -1,0 +1,99 @@
+"""One batch of messages into the audit database: one transaction, exactly one row per event.
+
+Duplicates are ignored by the unique event_id, messages that are not storable events become
+dead letters (persist.classify). A database fault is not an error here: write() says False and
+the consumer rewinds and tries again after a back-off, so nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+
+import peewee
+
+from appliance.core import tracing
+from appliance.core.config import Settings
+from appliance.core.metrics import M
+from appliance.core.timefmt import utc_now_iso
+from appliance.pipeline.consumer import persist
+from appliance.pipeline.consumer.store import Store, insert_ignore
+from appliance.schema import audit_db
+
+log = logging.getLogger("appliance.consumer")
+DB_ERRORS = (peewee.PeeweeException, sqlite3.Error, OSError)
+OPEN_RETRY = 5.0  # seconds between attempts to open a database that is not usable yet
+
+
+class BatchWriter:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.db_path)
+        self.persisted: dict[str, int] = {}  # rows per table since start
+        self.dead_letters = 0
+        self.db_errors = 0
+        self.last_db_error: str | None = None
+        self.last_persisted_at: str | None = None
+        for model in audit_db.EVENT_MODELS:  # export 0, not "absent", before the first row
+            M.persisted.labels(table=audit_db.table_name(model))
+
+    def open_until_ready(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.store.open()
+                return
+            except DB_ERRORS as exc:
+                self.failed(exc)
+                log.warning("database not usable yet", extra={"error": str(exc),
+                                                              "db_path": str(self.settings.db_path)})
+                stop.wait(OPEN_RETRY)
+
+    def write(self, messages: list) -> bool:
+        """Persist the batch; False (and the fault recorded) when the database refused it."""
+        batch = persist.classify(messages, utc_now_iso())
+        started, started_ns = time.perf_counter(), time.time_ns()
+        try:
+            with self.store.open().atomic():
+                for model, rows in batch.rows.items():
+                    insert_ignore(model, rows)
+                insert_ignore(audit_db.DeadLetter, batch.dead_letters)
+        except DB_ERRORS as exc:
+            self.failed(exc)
+            self.store.close()
+            return False
+        self.last_db_error, self.last_persisted_at = None, utc_now_iso()
+        M.batch_duration.observe(time.perf_counter() - started)
+        if tracing.enabled():
+            self._trace(messages, started_ns)
+        self._count(batch)
+        return True
+
+    def failed(self, exc: Exception) -> None:
+        self.db_errors += 1
+        M.db_errors.inc()
+        self.last_db_error = f"{type(exc).__name__}: {exc}"
+
+    def _count(self, batch: persist.Batch) -> None:
+        for model, rows in batch.rows.items():
+            name = audit_db.table_name(model)
+            self.persisted[name] = self.persisted.get(name, 0) + len(rows)
+            M.persisted.labels(table=name).inc(len(rows))
+        if batch.dead_letters:
+            self.dead_letters += len(batch.dead_letters)
+            M.dead_letters.inc(len(batch.dead_letters))
+            log.warning("dead letters stored", extra={"count": len(batch.dead_letters),
+                                                      "first_error": batch.dead_letters[0]["error"]})
+
+    def _trace(self, messages: list, started_ns: int) -> None:
+        """One CONSUMER span per persisted event, child of the span that produced it."""
+        topic = self.settings.kafka_topic_events
+        for msg in messages:
+            span = tracing.consumer_span(topic, msg.headers(), started_ns)
+            span.set_attributes({"messaging.kafka.offset": msg.offset(),
+                                 "messaging.destination.partition.id": str(msg.partition())})
+            span.end()
+
+    def close(self) -> None:
+        self.store.close()
