@@ -6,7 +6,10 @@ import threading
 from concurrent import futures
 
 import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import (
+    trace_service_pb2,
+    trace_service_pb2_grpc,
+)
 
 
 class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
