@@ -53,9 +53,10 @@ def test_each_type_goes_to_its_table():
     (None, "empty message"),
     (json.dumps({"schema": 2}).encode(), "unsupported schema"),
     (event("http_response", {**HTTP, "duration_ms": 1}), "payload.status"),
-    (event("http_response", {**HTTP, "status": 10 ** 30, "duration_ms": 1}), "64 bits"),
+    (event("http_response", {**HTTP, "status": 10 ** 30, "duration_ms": 1}), "from 100 to 599"),
     (event("http_request", {**HTTP, "path": "/\ud800"}), "UTF-8"),
     (event("Bad Type", {}), "event_type"),
+    (event("bad.type\n", {}), "event_type"),
 ])
 def test_what_cannot_be_stored_becomes_a_dead_letter_with_the_reason(raw, reason):
     batch = persist.classify([Message(raw)], "now")
@@ -64,3 +65,62 @@ def test_what_cannot_be_stored_becomes_a_dead_letter_with_the_reason(raw, reason
     assert reason in letter["error"]
     assert (letter["topic"], letter["partition"], letter["offset"]) == ("simple-time-events", 1, 7)
     assert letter["raw"] == (raw or b"")
+
+
+def envelope(**fields) -> bytes:
+    """An http_response event with some envelope fields replaced."""
+    base = events.make_event("http_response", "rid-1", "host", {**HTTP, "status": 200, "duration_ms": 1.5})
+    return json.dumps({**base, **fields}).encode()
+
+
+def nested(depth: int) -> bytes:
+    inner = "[" * depth + "]" * depth
+    return b'{"schema": 1, "event_id": "e1", "event_type": "deep.nest", "occurred_at": "2026-01-01T00:00:00Z", "request_id": "r", "payload": {"x": ' + inner.encode() + b"}}"
+
+
+POISON = [
+    (nested(5000), "nested deeper"),  # RecursionError in the JSON parser
+    (nested(40), "nested deeper"),  # parses, but deeper than events.MAX_DEPTH
+    (envelope(payload={**HTTP, "status": 200, "duration_ms": int("9" * 400)}), "out of range"),
+    (envelope(payload={**HTTP, "status": 200, "duration_ms": "1.5"}), "not a number"),
+    (envelope(payload={**HTTP, "status": True, "duration_ms": 1.5}), "from 100 to 599"),
+    (envelope(payload={**HTTP, "status": 200, "duration_ms": 1.5, "bytes": -1}), "payload.bytes"),
+    (envelope(payload={**HTTP, "status": 200, "duration_ms": 1.5, "bytes": 2 ** 64}), "payload.bytes"),
+    (envelope(event_id="x" * 65), "event_id"),
+    (envelope(event_id="a b"), "event_id"),
+    (envelope(request_id="<script>"), "request_id"),
+    (envelope(trace_id="not-hex"), "trace_id"),
+    (envelope(occurred_at="yesterday"), "occurred_at"),
+    (envelope(occurred_at="2026-13-45T99:00:00Z"), "occurred_at"),
+    (envelope(occurred_at="9999-12-31T23:59:59Z"), "future"),
+    (envelope(hostname="h" * 300), "hostname"),
+    (envelope(payload={**HTTP, "path": "/" + "p" * 9000, "status": 200, "duration_ms": 1}), "payload.path"),
+    (b'{"schema": 1, "event_id": "e", "event_type": "http_response", "payload": {"duration_ms": NaN}}', "NaN"),
+    (b'{"schema": 1, "event_id": "e", "event_type": "x", "payload": {"v": Infinity}}', "Infinity"),
+    (b'{"schema": 1, "event_id": "e", "event_type": "x", "payload": {"v": 1e400}}', "out of range"),
+    (b"\xff\xfe\x00\x00garbage", "not JSON"),
+    (json.dumps({"schema": 1}).encode() * 3, "not JSON"),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason"), POISON)
+def test_every_kind_of_poison_is_a_dead_letter_and_nothing_is_cut_or_coerced(raw, reason):
+    good = Message(event("http_request", HTTP), offset=8)
+    batch = persist.classify([Message(raw), good], "now")
+    assert len(batch.dead_letters) == 1, batch.dead_letters
+    assert reason in batch.dead_letters[0]["error"]
+    assert batch.rows[audit_db.HttpRequest][0]["request_id"] == "rid-1"  # the batch goes on
+
+
+def test_occurred_at_is_stored_in_the_one_fixed_width_form():
+    batch = persist.classify([Message(envelope(occurred_at="2026-01-31T12:00:00Z"))], "now")
+    assert batch.rows[audit_db.HttpResponse][0]["occurred_at"] == "2026-01-31T12:00:00.000000Z"
+
+
+def test_any_exception_while_classifying_is_a_dead_letter_not_a_crash(monkeypatch):
+    def explode(event, persisted_at):
+        raise MemoryError("surprise")
+
+    monkeypatch.setattr(persist, "to_row", explode)
+    batch = persist.classify([Message(event("http_request", HTTP))], "now")
+    assert batch.dead_letters[0]["error"] == "MemoryError: surprise"

@@ -24,7 +24,64 @@ from appliance.core.timefmt import utc_now_iso
 SCHEMA_VERSION = 1
 HTTP_REQUEST, HTTP_RESPONSE, ERROR = "http_request", "http_response", "error"
 RESERVED_TYPES = frozenset({HTTP_REQUEST, HTTP_RESPONSE, ERROR})
-EVENT_TYPE_RE = re.compile(r"^[a-z0-9_.-]{1,64}$")
+EVENT_TYPE_RE = re.compile(r"[a-z0-9_.-]{1,64}")  # fullmatch: "$" would let "a\n" through
+MAX_DEPTH = 32  # nesting of JSON the appliance accepts, at the API and on the topic
+# The longest text of each payload field, in characters: the API cuts what it puts in an event
+# to these (clip), the consumer refuses longer ones (another producer's) as dead letters.
+TEXT_LIMITS = {"method": 16, "route": 255, "path": 8192, "query": 8192, "user_ip": 64,
+               "proxy_chain": 8192, "user_agent": 2048, "hostname": 255, "error": 255,
+               "message": 8192}
+
+
+def clip(text: str, name: str) -> str:
+    limit = TEXT_LIMITS[name]
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+class InvalidJson(ValueError):
+    """Not JSON as the appliance accepts it; the text says why."""
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidJson(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise InvalidJson(f"number {text[:40]} is out of range")
+    return value
+
+
+def loads_strict(raw: bytes | str) -> Any:
+    """JSON with nothing a database column or another JSON reader would choke on: no NaN or
+    Infinity, no number that overflows to infinity, at most MAX_DEPTH levels of nesting.
+    InvalidJson otherwise, whatever the input."""
+    try:
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except InvalidJson:
+        raise
+    except RecursionError:
+        raise InvalidJson(f"nested deeper than {MAX_DEPTH} levels") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidJson(str(exc)) from None
+    check_depth(value)
+    return value
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                raise InvalidJson(f"nested deeper than {limit} levels")
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+
+
+def is_event_type(text: Any) -> bool:
+    return isinstance(text, str) and EVENT_TYPE_RE.fullmatch(text) is not None
 
 
 def type_label(event_type: str) -> str:

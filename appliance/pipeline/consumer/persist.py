@@ -1,24 +1,41 @@
 """Turn Kafka messages into rows: one table per event type, dead letters for everything else.
 
-Pure functions (no I/O) so the rules are tested without a broker; the consumer writes the rows.
+Whatever the bytes, ``classify`` never raises: a message that cannot be stored exactly as it
+came (nothing cut, nothing coerced) becomes a dead letter with the reason, and the batch goes
+on. Every field is checked against the column it goes into: ids by format and length,
+``occurred_at`` as an ISO-8601 UTC instant (normalised, so text order stays time order), numbers
+finite and in range, text valid UTF-8 within its length.
+
+Pure functions (no I/O), so the rules are tested without a broker; the writer stores the rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from appliance.core.timefmt import iso
 from appliance.schema import audit_db, events
 
-REQUEST_FIELDS = ("method", "route", "path", "query", "user_ip", "proxy_chain", "user_agent", "bytes")
-TEXT_DEFAULTS = {"query": "", "proxy_chain": "", "user_agent": "", "bytes": 0}
+EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # our ids are UUIDs; longer ones are refused
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # what the API accepts as X-Request-ID
+TRACE_ID_RE = re.compile(r"[0-9a-f]{32}")
+OCCURRED_AT_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+FUTURE_SLACK = timedelta(days=1)  # clocks of N appliances differ; a day ahead is not a clock
+TEXT_LIMITS = events.TEXT_LIMITS
+OPTIONAL_TEXT = ("query", "proxy_chain", "user_agent")  # "" when absent
+INT64 = 2 ** 63
+MAX_DURATION_MS = 86_400_000.0  # a day: anything longer is not a measured request
 
 
 class InvalidEvent(ValueError):
-    """The message is not an event of schema 1; the text says what is wrong."""
+    """The message is not a storable event of schema 1; the text says what is wrong."""
 
 
 @dataclass
@@ -31,77 +48,126 @@ class Batch:
         return sum(map(len, self.rows.values())) + len(self.dead_letters)
 
 
-def _require(mapping: dict, name: str, kind: type | tuple, where: str = "") -> Any:
+# --- field rules -------------------------------------------------------------------------------
+
+
+def text(mapping: dict, name: str, where: str = "", required: bool = True) -> str:
     value = mapping.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise InvalidEvent(f"field {where}{name} missing or not {_kind_name(kind)}")
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidEvent(f"field {where}{name} missing or not a string")
+    if len(value) > TEXT_LIMITS.get(name, 255):
+        raise InvalidEvent(f"field {where}{name} longer than {TEXT_LIMITS.get(name, 255)} characters")
+    utf8(value, f"{where}{name}")
     return value
 
 
-def _kind_name(kind: type | tuple) -> str:
-    names = {str: "a string", dict: "an object", int: "an integer", (int, float): "a number"}
-    return names.get(kind, str(kind))
+def utf8(value: str, name: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 column can hold it
+        raise InvalidEvent(f"field {name} is not valid UTF-8 text") from None
+
+
+def matching(mapping: dict, name: str, pattern: re.Pattern) -> str:
+    value = mapping.get(name)
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        shown = repr(value)[:80]
+        raise InvalidEvent(f"field {name} missing or not of the form {pattern.pattern}: {shown}")
+    return value
+
+
+def integer(mapping: dict, name: str, low: int, high: int, where: str = "payload.") -> int:
+    value = mapping.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidEvent(f"field {where}{name} missing or not an integer from {low} to {high}")
+    return value
+
+
+def number(mapping: dict, name: str, low: float, high: float, where: str = "payload.") -> float:
+    value = mapping.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidEvent(f"field {where}{name} missing or not a number")
+    try:
+        value = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise InvalidEvent(f"field {where}{name} is out of range") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise InvalidEvent(f"field {where}{name} is not a number from {low:g} to {high:g}")
+    return value
+
+
+def occurred_at(event: dict) -> str:
+    raw = event.get("occurred_at")
+    if not isinstance(raw, str) or not OCCURRED_AT_RE.fullmatch(raw):
+        raise InvalidEvent(f"field occurred_at is not an ISO-8601 UTC time like "
+                           f"2026-01-31T12:00:00.000000Z: {repr(raw)[:80]}")
+    try:
+        moment = datetime.fromisoformat(raw[:-1]).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise InvalidEvent(f"field occurred_at is not a real time: {raw}") from None
+    if moment > datetime.now(timezone.utc) + FUTURE_SLACK:
+        raise InvalidEvent(f"field occurred_at is more than a day in the future: {raw}")
+    return iso(moment)  # one width, so text order is time order
+
+
+# --- events --------------------------------------------------------------------------------------
 
 
 def parse_event(raw: bytes | None) -> dict[str, Any]:
     if raw is None:
         raise InvalidEvent("empty message")
     try:
-        event = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+        event = events.loads_strict(raw)
+    except events.InvalidJson as exc:
         raise InvalidEvent(f"not JSON: {exc}") from None
     if not isinstance(event, dict):
         raise InvalidEvent("not a JSON object")
     if event.get("schema") != events.SCHEMA_VERSION:
-        raise InvalidEvent(f"unsupported schema {event.get('schema')!r} (expected {events.SCHEMA_VERSION})")
-    for name in ("event_id", "event_type", "occurred_at", "request_id"):
-        _require(event, name, str)
-    if not events.EVENT_TYPE_RE.match(event["event_type"]):
-        raise InvalidEvent(f"invalid event_type {event['event_type'][:80]!r}")
-    _require(event, "payload", dict)
-    trace_id = event.get("trace_id")
-    if trace_id is not None and not isinstance(trace_id, str):
-        raise InvalidEvent("field trace_id is not a string")
+        raise InvalidEvent(f"unsupported schema {repr(event.get('schema'))[:40]} "
+                           f"(expected {events.SCHEMA_VERSION})")
+    if not events.is_event_type(event.get("event_type")):
+        raise InvalidEvent(f"invalid event_type {repr(event.get('event_type'))[:80]}")
+    if not isinstance(event.get("payload"), dict):
+        raise InvalidEvent("field payload missing or not an object")
     return event
 
 
-def _common(event: dict[str, Any], persisted_at: str) -> dict[str, Any]:
-    return {
-        "event_id": event["event_id"][:64], "request_id": event["request_id"][:128],
-        "occurred_at": event["occurred_at"][:32], "trace_id": (event.get("trace_id") or None),
-        "hostname": str(event.get("hostname") or "")[:255], "persisted_at": persisted_at,
-    }
+def common(event: dict[str, Any], persisted_at: str) -> dict[str, Any]:
+    trace_id = event.get("trace_id")
+    if trace_id is not None:
+        matching(event, "trace_id", TRACE_ID_RE)
+    return {"event_id": matching(event, "event_id", EVENT_ID_RE),
+            "request_id": matching(event, "request_id", REQUEST_ID_RE),
+            "occurred_at": occurred_at(event), "trace_id": trace_id,
+            "hostname": text(event, "hostname", required=False), "persisted_at": persisted_at}
 
 
-def _http_fields(payload: dict[str, Any]) -> dict[str, Any]:
-    row = {}
-    for name in ("method", "route", "path", "user_ip"):
-        row[name] = _require(payload, name, str, "payload.")
-    for name, default in TEXT_DEFAULTS.items():
-        value = payload.get(name, default)
-        row[name] = value if isinstance(value, type(default)) else default
+def http_fields(payload: dict[str, Any]) -> dict[str, Any]:
+    row = {name: text(payload, name, "payload.") for name in ("method", "route", "path", "user_ip")}
+    row.update({name: text(payload, name, "payload.", required=False) for name in OPTIONAL_TEXT})
+    row["bytes"] = integer(payload, "bytes", 0, INT64 - 1) if "bytes" in payload else 0
     return row
 
 
 def to_row(event: dict[str, Any], persisted_at: str) -> tuple[type, dict[str, Any]]:
     payload, kind = event["payload"], event["event_type"]
-    row = _common(event, persisted_at)
+    row = common(event, persisted_at)
     if kind == events.HTTP_REQUEST:
-        return audit_db.HttpRequest, {**row, **_http_fields(payload)}
+        return audit_db.HttpRequest, {**row, **http_fields(payload)}
     if kind == events.HTTP_RESPONSE:
         return audit_db.HttpResponse, {
-            **row, **_http_fields(payload),
-            "status": _require(payload, "status", int, "payload."),
-            "duration_ms": float(_require(payload, "duration_ms", (int, float), "payload.")),
-        }
+            **row, **http_fields(payload), "status": integer(payload, "status", 100, 599),
+            "duration_ms": number(payload, "duration_ms", 0.0, MAX_DURATION_MS)}
     if kind == events.ERROR:
         return audit_db.ErrorEvent, {
-            **row, **{n: _require(payload, n, str, "payload.") for n in ("method", "route", "path", "error")},
-            "status": _require(payload, "status", int, "payload."),
-            "message": str(payload.get("message", "")),
-        }
-    return audit_db.CustomEvent, {**row, "event_type": kind,
-                               "payload": json.dumps(payload, separators=(",", ":"))}
+            **row, **{n: text(payload, n, "payload.") for n in ("method", "route", "path", "error")},
+            "status": integer(payload, "status", 100, 599),
+            "message": text(payload, "message", "payload.", required=False)}
+    encoded = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    utf8(encoded, "payload")
+    return audit_db.CustomEvent, {**row, "event_type": kind, "payload": encoded}
 
 
 def dead_letter(msg, error: str, persisted_at: str) -> dict[str, Any]:
@@ -110,24 +176,9 @@ def dead_letter(msg, error: str, persisted_at: str) -> dict[str, Any]:
     return {
         "dedup_key": f"{msg.topic()}:{msg.partition()}:{msg.offset()}:{digest}",
         "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
-        "raw": raw, "error": error[:1000], "received_at": persisted_at,
+        "raw": raw, "error": error[:1000].encode("utf-8", "replace").decode(),
+        "received_at": persisted_at,
     }
-
-
-INT64 = 2 ** 63
-
-
-def check_storable(row: dict[str, Any]) -> None:
-    """SQLite refuses integers beyond 64 bits and strings with lone surrogates (UTF-8 cannot
-    hold them); either would fail the whole batch again and again, so it is a dead letter."""
-    for name, value in row.items():
-        if isinstance(value, int) and not -INT64 <= value < INT64:
-            raise InvalidEvent(f"field {name} does not fit in 64 bits")
-        if isinstance(value, str):
-            try:
-                value.encode()
-            except UnicodeEncodeError:
-                raise InvalidEvent(f"field {name} is not valid UTF-8 text") from None
 
 
 def classify(messages: list, persisted_at: str) -> Batch:
@@ -135,9 +186,11 @@ def classify(messages: list, persisted_at: str) -> Batch:
     for msg in messages:
         try:
             model, row = to_row(parse_event(msg.value()), persisted_at)
-            check_storable(row)
         except InvalidEvent as exc:
             batch.dead_letters.append(dead_letter(msg, str(exc), persisted_at))
+            continue
+        except Exception as exc:  # whatever the bytes: no message may stop the consumer
+            batch.dead_letters.append(dead_letter(msg, f"{type(exc).__name__}: {exc}", persisted_at))
             continue
         batch.rows[model].append(row)
     return batch

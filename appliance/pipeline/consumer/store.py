@@ -30,6 +30,10 @@ def insert_ignore(model: type[BaseModel], rows: list[dict]) -> None:
     model._meta.database.cursor().executemany(sql, [tuple(row[n] for n in names) for row in rows])
 
 
+class DatabaseReplaced(OSError):
+    """The file at DB_PATH is no longer the one the consumer wrote into."""
+
+
 class Store:
     """One SQLite connection; reopened when the file it points at was removed or replaced."""
 
@@ -54,6 +58,13 @@ class Store:
             raise
         self.db, self._inode = db, self._current_inode()
         return db
+
+    def check_still_there(self) -> None:
+        """Raise DatabaseReplaced when the file was removed or replaced since it was opened: what
+        was just committed went into a file nobody will read, so the batch must be written
+        again (into the new file) before its offsets are committed."""
+        if self.db is not None and self._current_inode() != self._inode:
+            raise DatabaseReplaced(f"{self.path} was removed or replaced while in use")
 
     def _current_inode(self) -> int | None:
         try:

@@ -1,8 +1,12 @@
 """One batch of messages into the audit database: one transaction, exactly one row per event.
 
 Duplicates are ignored by the unique event_id, messages that are not storable events become
-dead letters (persist.classify). A database fault is not an error here: write() says False and
-the consumer rewinds and tries again after a back-off, so nothing is skipped.
+dead letters (persist.classify). Two kinds of failure are told apart:
+- the database is not usable now (locked, read-only, full, removed, corrupt): write() says
+  False, and the consumer rewinds and tries the batch again after a back-off: nothing skipped;
+- the database refuses a row (a constraint, a value it cannot bind): the batch is written again
+  message by message, and what it refuses becomes a dead letter with the database's error, so
+  no single message can stop persistence.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from appliance.schema import audit_db
 
 log = logging.getLogger("appliance.consumer")
 DB_ERRORS = (peewee.PeeweeException, sqlite3.Error, OSError)
+# A row the database will never take, whenever it is tried: the message, not the database.
+REFUSED_ROW = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
+               peewee.IntegrityError, peewee.DataError, peewee.InterfaceError,
+               OverflowError, ValueError, TypeError, RecursionError)
 OPEN_RETRY = 5.0  # seconds between attempts to open a database that is not usable yet
 
 
@@ -51,15 +59,17 @@ class BatchWriter:
                 stop.wait(OPEN_RETRY)
 
     def write(self, messages: list) -> bool:
-        """Persist the batch; False (and the fault recorded) when the database refused it."""
-        batch = persist.classify(messages, utc_now_iso())
+        """Persist the batch; False (and the fault recorded) when the database is not usable."""
+        persisted_at = utc_now_iso()
+        batch = persist.classify(messages, persisted_at)
         started, started_ns = time.perf_counter(), time.time_ns()
         try:
-            with self.store.open().atomic():
-                for model, rows in batch.rows.items():
-                    insert_ignore(model, rows)
-                insert_ignore(audit_db.DeadLetter, batch.dead_letters)
-        except DB_ERRORS as exc:
+            try:
+                self._insert(batch)
+            except REFUSED_ROW as exc:
+                batch = self._one_by_one(messages, persisted_at, exc)
+            self.store.check_still_there()
+        except Exception as exc:  # DB_ERRORS, or a surprise: either way, nothing is committed
             self.failed(exc)
             self.store.close()
             return False
@@ -69,6 +79,30 @@ class BatchWriter:
             self._trace(messages, started_ns)
         self._count(batch)
         return True
+
+    def _insert(self, batch: persist.Batch) -> None:
+        with self.store.open().atomic():
+            for model, rows in batch.rows.items():
+                insert_ignore(model, rows)
+            insert_ignore(audit_db.DeadLetter, batch.dead_letters)
+
+    def _one_by_one(self, messages: list, persisted_at: str, first: Exception) -> persist.Batch:
+        """The database refused a row of the batch: find which, store the rest."""
+        log.warning("the database refused a row; writing the batch message by message",
+                    extra={"error": f"{type(first).__name__}: {first}", "messages": len(messages)})
+        kept = persist.Batch()
+        for msg in messages:
+            one = persist.classify([msg], persisted_at)
+            try:
+                self._insert(one)
+            except REFUSED_ROW as exc:
+                one = persist.Batch(dead_letters=[persist.dead_letter(
+                    msg, f"the database refused it: {type(exc).__name__}: {exc}", persisted_at)])
+                self._insert(one)
+            for model, rows in one.rows.items():
+                kept.rows[model].extend(rows)
+            kept.dead_letters.extend(one.dead_letters)
+        return kept
 
     def failed(self, exc: Exception) -> None:
         self.db_errors += 1
