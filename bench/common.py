@@ -79,9 +79,12 @@ def start_broker(stack: contextlib.ExitStack, tmp: Path) -> Broker:
 
 
 def start_api(stack: contextlib.ExitStack, directory: Path, brokers: str | None,
-              **env: str) -> Appliance:
+              cwd: Path | None = None, **env: str) -> Appliance:
+    """An API; with ``cwd``, the one of that checkout (python -m appliance runs from there)."""
     directory.mkdir(parents=True, exist_ok=True)
     appliance = Appliance(directory, brokers, **env)
+    if cwd is not None:
+        appliance.api.cwd = cwd
     stack.callback(appliance.stop)
     appliance.start_api()
     return appliance

@@ -20,14 +20,20 @@ from pathlib import Path
 
 import common
 
-# name -> (Kafka mode, LOG_LEVEL)
+# name -> (Kafka mode, LOG_LEVEL, other settings); the default set, then the ones to choose
 VARIANTS = {
-    "api kafka-up": ("up", "WARNING"),
-    "api kafka-down": ("down", "WARNING"),
-    "api kafka-off": ("off", "WARNING"),
-    "api kafka-up INFO": ("up", "INFO"),
+    "api kafka-up": ("up", "WARNING", {}),
+    "api kafka-down": ("down", "WARNING", {}),
+    "api kafka-off": ("off", "WARNING", {}),
+    "api kafka-up INFO": ("up", "INFO", {}),
+    "api up sync": ("up", "WARNING", {"EVENT_DURABILITY": "sync"}),
+    "api up async": ("up", "WARNING", {"EVENT_DURABILITY": "async"}),
+    "api down sync": ("down", "WARNING", {"EVENT_DURABILITY": "sync"}),
+    "api down async": ("down", "WARNING", {"EVENT_DURABILITY": "async"}),
 }
+DEFAULT_VARIANTS = ["api kafka-up", "api kafka-down", "api kafka-off", "api kafka-up INFO"]
 BASE = "bare waitress"
+OTHER_TREE = "api @other-tree"  # --other-tree: the API of another checkout, Kafka up
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,18 +45,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto",
                         help="load generator: wrk -t2 if installed (auto), else Python threads")
     parser.add_argument("--no-info", action="store_true", help="skip the LOG_LEVEL=INFO variant")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument("--other-tree", type=Path, metavar="DIR",
+                        help="also measure the API of another checkout (e.g. a git worktree of an "
+                             "older commit), Kafka up, LOG_LEVEL=WARNING")
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (process logs)")
     return parser.parse_args()
 
 
-def start_servers(stack: contextlib.ExitStack, tmp: Path, names: list[str]):
+def start_servers(stack: contextlib.ExitStack, tmp: Path, names: list[str], other_tree: Path | None):
     urls = {BASE: f"http://127.0.0.1:{common.start_bare_app(stack, tmp)}/"}
     broker = common.start_broker(stack, tmp)
     apps = {}
     for name in names:
-        mode, level = VARIANTS[name]
+        mode, level, extra = VARIANTS[name] if name != OTHER_TREE else ("up", "WARNING", {})
         brokers = {"up": broker.bootstrap, "down": f"127.0.0.1:{common.free_port()}", "off": ""}[mode]
-        app = common.start_api(stack, tmp / name.replace(" ", "_"), brokers, LOG_LEVEL=level)
+        app = common.start_api(stack, tmp / name.replace(" ", "_").replace("@", ""), brokers,
+                               cwd=other_tree if name == OTHER_TREE else None,
+                               LOG_LEVEL=level, **extra)
         _check_mode(app, name, mode)
         urls[name], apps[name] = f"http://127.0.0.1:{app.port}/", app
     return urls, apps
@@ -111,7 +124,7 @@ def summarize(runs: list, names: list[str], base_name: str = BASE) -> str:
 def kafka_counters(apps: dict) -> list[str]:
     lines = []
     for name, app in apps.items():
-        if VARIANTS[name][0] == "off":
+        if VARIANTS.get(name, ("up",))[0] == "off":
             continue
         _, body, _ = app.request("GET", "/kafka/status")
         fields = ("state", "queued", "delivered", "spooled", "lost", "in_queue", "spool_depth")
@@ -121,14 +134,19 @@ def kafka_counters(apps: dict) -> list[str]:
 
 def main() -> int:
     args = parse_args()
-    names = [n for n in VARIANTS if not (args.no_info and "INFO" in n)]
+    names = [n for n in args.variants.split(",") if not (args.no_info and "INFO" in n)]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants: {unknown}")
+    if args.other_tree:
+        names.append(OTHER_TREE)
     use_wrk = args.tool == "wrk" or (args.tool == "auto" and common.have_wrk())
     load = common.run_wrk if use_wrk else common.run_python_load
     tool = (f"wrk -t2 -c{args.connections} -d{args.duration:g}s --latency" if use_wrk
             else f"Python load generator ({args.connections} threads, http.client keep-alive)")
     print(f"http_throughput: GET /, {tool}; Waitress 8 threads; {common.machine()}")
     with common.session(args.keep) as (tmp, stack):
-        urls, apps = start_servers(stack, tmp, names)
+        urls, apps = start_servers(stack, tmp, names, args.other_tree)
         runs = measure_all(urls, schedule(names, args.rounds), load, args.duration, args.connections)
         print()
         print(summarize(runs, names))

@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -370,3 +371,54 @@ class Appliance:
                 f"{table}: {self.count(table)} rows, expected {expected}\n--- api ---\n"
                 f"{self.api.output()[-4000:]}\n--- consumer ---\n{self.consumer.output()[-4000:]}")
 
+
+
+# --- load ------------------------------------------------------------------------------------
+
+
+class Load:
+    """GET / from ``connections`` threads, each request with its own X-Request-ID
+    ``<prefix>-<thread>-<n>``, as fast as answered or at ``rate`` requests/s in all. Keeps the ids
+    answered 200; reconnects after a failure (an API that restarts), counting failures."""
+
+    def __init__(self, port: int, prefix: str, connections: int = 4, rate: float | None = None):
+        self.port, self.prefix, self.connections, self.rate = port, prefix, connections, rate
+        self.answered: list[str] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(n,), daemon=True)
+                         for n in range(connections)]
+
+    def start(self) -> "Load":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> list[str]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+        return self.answered
+
+    def _run(self, number: int) -> None:
+        interval = self.connections / self.rate if self.rate else 0.0
+        conn, sent, next_at = None, 0, time.monotonic()
+        while not self._stop.is_set():
+            if interval:
+                self._stop.wait(max(0.0, next_at - time.monotonic()))
+                next_at += interval
+            request_id = f"{self.prefix}-{number}-{sent}"
+            sent += 1
+            try:
+                conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", "/", headers={"X-Request-ID": request_id})
+                response = conn.getresponse()
+                response.read()
+                if response.status == 200:
+                    self.answered.append(request_id)
+            except (OSError, http.client.HTTPException):
+                self.failures += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+                self._stop.wait(0.05)

@@ -37,6 +37,12 @@ class UpSink:
         self.events.append(event)
         return "queued"
 
+    def emit_all(self, pairs, durable=False) -> str:
+        self.durable = durable
+        for event, headers in pairs:
+            self.emit(event, headers, durable)
+        return "queued"
+
 
 def make_app(env: dict[str, str] | None = None, **services: Any):
     settings = Settings.from_env(env or {})

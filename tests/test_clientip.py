@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from appliance.api import clientip
 from appliance.api.clientip import parse_ip, resolve
 from appliance.core.config import LOOPBACK
 
@@ -178,3 +179,13 @@ def test_resolve_never_raises_and_names_the_peer_or_a_header_entry(peer, header)
 def test_resolve_never_raises_for_any_peer_text(peer, header):
     client = resolve(peer, header, PROXIES)
     assert isinstance(client.user_ip, str) and isinstance(client.proxy_chain, str)
+
+
+def test_only_the_nearest_hops_of_a_huge_header_are_read(monkeypatch):
+    parsed: list[str] = []
+    real = clientip.parse_ip
+    monkeypatch.setattr(clientip, "parse_ip", lambda text: parsed.append(text) or real(text))
+    header = ", ".join(f"10.0.{i // 250}.{i % 250}" for i in range(20_000)) + ", " + "x" * 100_000
+    client = clientip.resolve("127.0.0.1", header, LOOPBACK)
+    assert len(parsed) <= clientip.MAX_HOPS + 1  # the hops, and the peer
+    assert len(client.proxy_chain.split(", ")) == clientip.MAX_HOPS - 1  # the long entry is skipped

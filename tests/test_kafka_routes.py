@@ -28,6 +28,11 @@ class RecordingSink:
         self.events.append(event)
         return self.outcome
 
+    def emit_all(self, pairs, durable=False) -> str:
+        for event, headers in pairs:
+            self.emit(event, headers, durable)
+        return self.outcome
+
     def status(self) -> dict:
         return {"connected": self.kafka_up, "in_queue": 0}
 

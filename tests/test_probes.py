@@ -121,3 +121,39 @@ def test_prometheus_scraping_this_appliance_is_up(tmp_path, prometheus):
     finally:
         app.stop()
     assert probes.prometheus(settings(tmp_path, PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}"))[0] == "DOWN"
+
+
+def test_a_program_restarted_three_times_in_two_minutes_is_down_as_failing(tmp_path, monkeypatch):
+    from appliance.agent.processes import ProcessProbe
+    from appliance.core import supervisor
+
+    clock = [1000.0]
+    pid = [100]
+    monkeypatch.setattr(supervisor, "processes", lambda settings: [{
+        "name": "consumer", "pid": pid[0], "statename": "RUNNING", "now": 10, "start": 5,
+        "description": "pid 100, uptime 0:00:05"}])
+    probe = ProcessProbe(settings(tmp_path), clock=lambda: clock[0])
+    assert probe()["process.consumer"][0] == "UP"
+    for _ in range(3):
+        pid[0] += 1
+        clock[0] += 10
+        state, detail, _ = probe()["process.consumer"]
+    assert state == "DOWN" and "failing: 3 restarts in the last 120 s" in detail
+    clock[0] += 121
+    assert probe()["process.consumer"][0] == "UP"
+
+
+def test_broker_recycles_by_the_agent_are_not_failures(tmp_path, monkeypatch):
+    from appliance.agent.processes import ProcessProbe
+    from appliance.core import supervisor
+
+    pid = [100]
+    monkeypatch.setattr(supervisor, "processes", lambda settings: [{
+        "name": "broker", "pid": pid[0], "statename": "RUNNING", "now": 10, "start": 5,
+        "description": "running"}])
+    probe = ProcessProbe(settings(tmp_path, KAFKA_BROKERS="embedded"))
+    probe()
+    for recycles in range(1, 5):
+        pid[0] += 1
+        probe.broker_extra = {"recycles": recycles}
+        assert probe()["process.broker"][0] == "UP"

@@ -64,6 +64,7 @@ class Agent:
             "kafka": self.kafka,
             "database": lambda: probes.database(settings, self.consumer_report()),
             "spool": lambda: probes.spool(settings, api_kafka),
+            "disk": lambda: probes.disk(settings),
             "otel": lambda: probes.otel(settings),
             "prometheus": lambda: probes.prometheus(settings),
         }

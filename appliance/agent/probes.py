@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from appliance.core import diskspace
 from appliance.core.config import Settings
 from appliance.core.kafka import base_config
 from appliance.core.sqlite import read_only
@@ -165,8 +166,15 @@ def spool(settings: Settings, api_kafka: dict[str, Any]) -> Result:
     data = {"depth": stats.depth, "dropped": stats.dropped,
             "unconfirmed": api_kafka.get("unconfirmed"), "in_flight": api_kafka.get("in_flight")}
     note = f", {stats.dropped} dropped since created" if stats.dropped else ""
+    if api_kafka.get("spool_error"):
+        return "DOWN", (f"cannot write to the spool ({api_kafka['spool_error']}): events are lost, "
+                        f"{api_kafka.get('lost', 0)} so far"), data
     if stats.depth and api_kafka.get("connected") is not True:
         return "DEGRADED", f"{stats.depth} events waiting for Kafka{note}", data
     if stats.depth:
         return "UP", f"{stats.depth} events on their way{note}", data
     return "UP", f"empty{note}", data
+
+
+def disk(settings: Settings) -> Result:
+    return diskspace.check(settings)

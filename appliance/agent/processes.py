@@ -3,6 +3,7 @@ for the consumer whether it actually consumes (its report: partitions, lag, stal
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from appliance.agent.probes import Result
@@ -38,13 +39,19 @@ def consumer_assignment(report: ConsumerReport | None, stale_after: float,
     return "UP", f"{detail}; {len(report.assigned_partitions)} partitions assigned"
 
 
+CRASH_LOOP = (3, 120.0)  # this many restarts within this many seconds: the program keeps failing
+
+
 class ProcessProbe:
     """Every program supervisord runs, one component each; counts restarts by pid changes."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock=time.monotonic) -> None:
         self.settings = settings
+        self.clock = clock
         self.restarts: dict[str, int] = {}
+        self._restarted_at: dict[str, list[float]] = {}
         self._pids: dict[str, int] = {}
+        self._seen_recycles = 0
         self.broker_extra: dict[str, Any] = {}  # the recycler's figures, shown with the broker
 
     def __call__(self) -> dict[str, Result]:
@@ -69,12 +76,31 @@ class ProcessProbe:
             report = ConsumerReport.read(self.settings.layout.consumer_report)
             stale_after = max(3 * self.settings.status_interval, 5.0)
             word, detail = consumer_assignment(report, stale_after, data, detail)
+        recent = self.recent_restarts(name)
+        if recent >= CRASH_LOOP[0]:
+            word = "DOWN"
+            detail = f"failing: {recent} restarts in the last {CRASH_LOOP[1]:.0f} s; {detail}"
         return word, detail, data
+
+    def _recycled(self, name: str) -> bool:
+        recycles = self.broker_extra.get("recycles", 0) if name == "broker" else 0
+        if recycles > self._seen_recycles:
+            self._seen_recycles = recycles
+            return True
+        return False
+
+    def recent_restarts(self, name: str) -> int:
+        cutoff = self.clock() - CRASH_LOOP[1]
+        times = [t for t in self._restarted_at.get(name, []) if t >= cutoff]
+        self._restarted_at[name] = times
+        return len(times)
 
     def _count_restart(self, name: str, pid: int) -> None:
         previous = self._pids.get(name)
         if pid and previous and pid != previous:
             self.restarts[name] = self.restarts.get(name, 0) + 1
+            if not self._recycled(name):  # a recycle is the agent's doing, not a failure
+                self._restarted_at.setdefault(name, []).append(self.clock())
             metrics.mark_dead(previous)  # its live gauges go; its counters still count
         if pid:
             self._pids[name] = pid

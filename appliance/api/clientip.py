@@ -14,6 +14,9 @@ from typing import Iterable
 from appliance.core.config import IPNetwork
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+MAX_HOPS = 32  # X-Forwarded-For entries read, nearest first: far more than a real chain has,
+# and it bounds what any client can make us parse (a 250 KB header cost ~1.5 s of CPU read whole)
+MAX_ENTRY = 64  # characters: the longest address form, "[v6 with zone]:port", is shorter
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,12 @@ def parse_ip(text: str) -> IPAddress | None:
     return address
 
 
+def nearest_entries(forwarded_for: str | None) -> list[str]:
+    """The MAX_HOPS entries nearest to us (the header's right end), oldest first."""
+    entries = (forwarded_for or "").rsplit(",", MAX_HOPS)[-MAX_HOPS:]
+    return [entry for entry in entries if len(entry) <= MAX_ENTRY]
+
+
 def is_trusted(address: IPAddress, trusted: Iterable[IPNetwork]) -> bool:
     return any(address.version == net.version and address in net for net in trusted)
 
@@ -56,9 +65,9 @@ def resolve(peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork, ...]
 
     The header only counts when the direct peer is a trusted proxy; then hops are skipped from
     the right while they are trusted, and the first untrusted one is the client. Entries that
-    are not IP addresses are ignored, never an error.
+    are not IP addresses are ignored, never an error; only the MAX_HOPS nearest are read.
     """
-    hops = [hop for hop in (parse_ip(part) for part in (forwarded_for or "").split(",")) if hop]
+    hops = [hop for hop in map(parse_ip, nearest_entries(forwarded_for)) if hop]
     chain = ", ".join(str(hop) for hop in hops)
     peer_ip = parse_ip(peer or "")
     if peer_ip is None:

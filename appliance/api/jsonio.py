@@ -12,6 +12,8 @@ from typing import Any
 
 import bottle
 
+from appliance.schema import events
+
 
 class HttpError(bottle.HTTPError):
     """A client-facing error: its status, a message for the client, optional headers."""
@@ -43,8 +45,8 @@ def read_json_object(request: bottle.BaseRequest, max_bytes: int) -> dict[str, A
     if len(raw) > max_bytes:
         raise HttpError(413, f"body larger than {max_bytes} bytes")
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+        body = events.loads_strict(raw)
+    except events.InvalidJson as exc:
         raise HttpError(400, f"malformed JSON: {exc}") from None
     if not isinstance(body, dict):
         raise HttpError(400, "body must be a JSON object")

@@ -14,9 +14,14 @@ import time
 from typing import Callable
 
 from waitress import create_server, wasyncore
-from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
+from appliance.api.guards import (
+    AcceptGuard,
+    GuardedChannel,
+    close_slow_clients,
+    ensure_fd_limit,
+)
 from appliance.api.jsonio import error_body
 from appliance.api.lifecycle import Lifecycle
 from appliance.api.middleware import UNMATCHED_ROUTE, access_log
@@ -47,7 +52,7 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
-class JsonErrorChannel(HTTPChannel):
+class JsonErrorChannel(GuardedChannel):
     error_task_class = JsonErrorTask
 
 
@@ -70,6 +75,7 @@ class ApiServer:
         self.lifecycle = lifecycle
         self.on_stopped = on_stopped
         self.signals = 0
+        ensure_fd_limit(settings.connection_limit)
         self.server = create_server(
             app, sockets=[sock], threads=settings.web_threads,
             connection_limit=settings.connection_limit,
@@ -79,6 +85,7 @@ class ApiServer:
             ident="simple-time-service",
         )
         self.server.channel_class = JsonErrorChannel
+        self.accept_guard = AcceptGuard(self.server)
         self.port = sock.getsockname()[1]
 
     def handle_signal(self, *_args) -> None:
@@ -100,6 +107,8 @@ class ApiServer:
 
     def _tick(self) -> None:
         wasyncore.loop(timeout=LOOP_TICK, map=self.server._map, use_poll=True, count=1)
+        close_slow_clients(self.server._map.values(), self.settings.request_header_timeout)
+        self.accept_guard.tick()
 
     def _run_until(self, done: Callable[[], bool], seconds: float) -> bool:
         deadline = time.monotonic() + seconds

@@ -28,6 +28,10 @@ class EventSink(Protocol):
         """Hand over one event; "queued", "spooled", "lost" or "disabled". Never raises.
         ``durable``: a kept event must be on disk before this returns."""
 
+    def emit_all(self, pairs: list[tuple[dict[str, Any], Headers | None]],
+                 durable: bool = False) -> str:
+        """Several events in one hand-over (one wait with ``durable``); one outcome for all."""
+
     def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` for everything handed over to be delivered; how many were not."""
 
@@ -49,6 +53,10 @@ class DisabledSink:
 
     def emit(self, event: dict[str, Any], headers: Headers | None = None,
              durable: bool = False) -> str:
+        return "disabled"
+
+    def emit_all(self, pairs: list[tuple[dict[str, Any], Headers | None]],
+                 durable: bool = False) -> str:
         return "disabled"
 
     def flush(self, timeout: float) -> int:

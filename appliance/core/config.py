@@ -157,6 +157,7 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("LOG_LEVEL", "log_level", as_log_level),
     ("SHUTDOWN_DELAY", "shutdown_delay", as_float_range(0, 300)),
     ("SHUTDOWN_TIMEOUT", "shutdown_timeout", as_float_range(0.1, 300)),
+    ("REQUEST_HEADER_TIMEOUT", "request_header_timeout", as_float_range(0.1, 3600)),
     ("POD_IP", "pod_ip", as_ip),
     ("HOST_IP", "host_ip", as_ip),
     ("API_TOKEN", "api_token", as_token),
@@ -165,6 +166,7 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("DB_PATH", "db_path", as_path),
     ("SPOOL_DIR", "spool_dir", as_path),
     ("SPOOL_MAX_MB", "spool_max_mb", as_float_range(0.01, 1_000_000)),
+    ("EVENT_DURABILITY", "event_durability", as_choice("sync", "async")),
     ("KAFKA_BROKERS", "kafka_brokers", as_optional_str),
     ("KAFKA_TOPIC_EVENTS", "kafka_topic_events", as_topic),
     ("KAFKA_CONSUMER_GROUP", "kafka_consumer_group", as_group),
@@ -200,6 +202,7 @@ class Settings:
     log_level: str = "INFO"
     shutdown_delay: float = 0.0  # seconds /readyz reports 503 before the listener closes
     shutdown_timeout: float = 10.0  # seconds in-flight requests get to finish
+    request_header_timeout: float = 10.0  # seconds a request's headers may take to arrive
     pod_ip: str | None = None
     host_ip: str | None = None
     api_token: str | None = None
@@ -208,6 +211,8 @@ class Settings:
     db_path: Path | None = None  # default: <data_dir>/events.db
     spool_dir: Path | None = None  # default: <data_dir>/spool
     spool_max_mb: float = 256.0  # megabytes on disk before the oldest spooled events are dropped
+    # sync: a request is answered once its events are on disk; async: up to 20 ms later
+    event_durability: str = "async"
     kafka_brokers: str | None = None  # None: Kafka off
     kafka_topic_events: str = "simple-time-events"
     kafka_consumer_group: str = "simple-time-group"

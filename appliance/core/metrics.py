@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from appliance.core import metrics_storage
+
 log = logging.getLogger("appliance.metrics")
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 RESOURCE_INTERVAL = 5.0  # seconds between process CPU/memory samples
@@ -32,6 +34,10 @@ SERIES = (
      ("method", "route"), {"buckets": DURATION_BUCKETS}),
     ("kafka_up", "gauge", "kafka_up", "1 while the API's producer reaches the broker", (),
      {"multiprocess_mode": "livemax"}),
+    ("header_timeouts", "counter", "http_request_header_timeouts_total",
+     "Connections closed because their request headers did not arrive in time", (), {}),
+    ("accept_errors", "counter", "http_accept_errors_total",
+     "Connections not accepted for lack of file descriptors", (), {}),
     ("produced", "counter", "kafka_events_produced_total", "Events handed to Kafka, by outcome",
      ("event_type", "result"), {}),
     ("queue_length", "gauge", "kafka_producer_queue_length", "Messages in librdkafka's queue", (),
@@ -98,8 +104,7 @@ def init(directory: Path, process: str, version: str) -> bool:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
-        from prometheus_client import values
-        values.ValueClass = values.get_value_class()  # in case prometheus_client was imported early
+        metrics_storage.install()  # even if prometheus_client was imported before
         _create(process, version)
     except Exception as exc:  # metrics are an aid: a broken METRICS_DIR must not stop serving
         log.warning("metrics disabled", extra={"error": repr(exc), "metrics_dir": str(directory)})

@@ -125,6 +125,14 @@ def emit_traced(sink, topic: str, event: dict[str, Any], **options: Any) -> str:
         return sink.emit(event, inject_headers(), **options)
 
 
+def event_headers(topic: str, event: dict[str, Any]) -> list[tuple[str, bytes]] | None:
+    """The Kafka headers that carry a PRODUCER span's context for ``event`` (None: tracing off)."""
+    if _provider is None:
+        return None
+    with producer_span(topic, event):
+        return inject_headers()
+
+
 def trace_id_of(span) -> str | None:
     context = span.get_span_context()
     return format(context.trace_id, "032x") if context.is_valid and context.trace_flags.sampled else None

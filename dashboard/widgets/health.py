@@ -15,7 +15,7 @@ from ..state import DashboardState
 
 # component name -> label, in the order shown; unknown components follow, sorted
 LABELS = {
-    "api": "API", "kafka": "Kafka", "database": "Database", "spool": "Spool",
+    "api": "API", "kafka": "Kafka", "database": "Database", "spool": "Spool", "disk": "Disk",
     "otel": "OpenTelemetry", "prometheus": "Prometheus",
     "process.api": "proc api", "process.consumer": "proc consumer",
     "process.agent": "proc agent", "process.broker": "proc broker",

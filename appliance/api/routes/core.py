@@ -51,7 +51,8 @@ def add_core_routes(app: bottle.Bottle, services: Services) -> None:
     @app.get("/metrics")
     def metrics_():
         try:
-            body, content_type = metrics.exposition(bottle.request.get_header("Accept"))
+            # The raw header: Bottle's get_header decodes it as UTF-8 and raises on other bytes.
+            body, content_type = metrics.exposition(bottle.request.environ.get("HTTP_ACCEPT"))
         except Exception as exc:  # the metrics machinery failed: say so, keep everything else up
             raise HttpError(503, f"metrics unavailable: {exc}") from None
         return bottle.HTTPResponse(body, status=200, headers={"Content-Type": content_type})

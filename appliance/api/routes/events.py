@@ -58,7 +58,7 @@ def parse_type(raw: str | None) -> tuple[list[type], str | None]:
         return [audit_db.EVENT_TYPES[raw]], None
     if raw == "dead_letter":
         return [audit_db.DeadLetter], None
-    if events.EVENT_TYPE_RE.match(raw):
+    if events.is_event_type(raw):
         return [audit_db.CustomEvent], raw
     raise HttpError(400, "type must be http_request, http_response, error, custom, dead_letter "
                          "or a custom event type of [a-z0-9_.-]")

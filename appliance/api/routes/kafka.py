@@ -21,7 +21,7 @@ def validate_publish(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if unknown:
         raise HttpError(400, f"unknown field(s): {', '.join(unknown)}")
     event_type = body.get("event_type")
-    if not isinstance(event_type, str) or not events.EVENT_TYPE_RE.match(event_type):
+    if not events.is_event_type(event_type):
         raise HttpError(400, "event_type must be 1-64 characters of [a-z0-9_.-]")
     if event_type in events.RESERVED_TYPES:
         raise HttpError(400, f"event_type '{event_type}' is reserved for the appliance")

@@ -91,7 +91,9 @@ class KafkaEventSink:
         self.watch = BrokerWatch(settings, self.handle, admin)
         self.relay = Relay(settings, spool, self.handle, self.watch, self.tracker, self.stats,
                            offsets)
-        self.writer = SpoolWriter(spool, on_lost=self._lost)
+        # With EVENT_DURABILITY=sync requests wait for the commit: no lingering then.
+        self.writer = SpoolWriter(spool, on_lost=self._lost,
+                                  linger=0.0 if settings.event_durability == "sync" else 0.02)
 
     def _new_producer(self) -> Producer:
         config = {**producer_config(self.settings), "error_cb": self._on_error,
@@ -137,16 +139,23 @@ class KafkaEventSink:
         """Hand one event to the spool: "queued" (Kafka is up: it leaves at once), "spooled"
         (Kafka is down or paused: it waits on disk) or "lost" (the spool refused it).
         ``durable``: return only once it is on disk."""
-        message: Message = (event["request_id"].encode(), events.encode(event), headers)
-        kind = events.type_label(event["event_type"])
-        result = self.writer.put([message], wait=durable)
+        return self.emit_all([(event, headers)], durable)
+
+    def emit_all(self, pairs: list[tuple[dict[str, Any], Headers | None]],
+                 durable: bool = False) -> str:
+        """Several events (one request's) in one hand-over: with ``durable``, one wait for one
+        commit instead of one each. The outcome, as for ``emit``, is the same for all."""
+        messages: list[Message] = [(event["request_id"].encode(), events.encode(event), headers)
+                                   for event, headers in pairs]
+        result = self.writer.put(messages, wait=durable)
         if result == REFUSED:
-            self._lost([message])
+            self._lost(messages)
         if result not in (ACCEPTED, WRITTEN):
             return "lost"  # a failed commit was counted by the writer's on_lost
         outcome = "queued" if self.watch.can_send else "spooled"
-        self.stats.add(outcome)
-        M.produced.labels(kind, outcome).inc()
+        self.stats.add(outcome, len(pairs))
+        for event, _ in pairs:
+            M.produced.labels(events.type_label(event["event_type"]), outcome).inc()
         return outcome
 
     def _lost(self, messages: list[Message]) -> None:
@@ -186,6 +195,7 @@ class KafkaEventSink:
             "confirmed": self.tracker.confirmed_total,
             "broker_batches": self.relay.batches,
             "spool_depth": self.spool.depth + self.writer.pending,
+            "spool_error": self.writer.last_error,
             "spool_bytes": self.spool.bytes,
             "dropped": self.spool.dropped,
             "last_error": watch.last_error,

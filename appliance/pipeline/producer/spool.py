@@ -163,6 +163,7 @@ class SpoolWriter:
         self._tickets: list[_Ticket] = []
         self._cond = threading.Condition()
         self._stopping = False
+        self.last_error: str | None = None  # the last failed commit's error, until one succeeds
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
 
@@ -208,9 +209,12 @@ class SpoolWriter:
         ok = True
         try:
             self.spool.append(batch)
-        except Exception:  # disk full, file removed: say so and count every message
+            self.last_error = None
+        except Exception as exc:  # disk full, file removed: say so and count every message
             ok = False
-            log.exception("spool write failed; events lost", extra={"count": len(batch)})
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("spool write failed; events lost",
+                        extra={"count": len(batch), "error": self.last_error})
             self.on_lost(batch)
         for ticket in tickets:
             ticket.ok = ok
