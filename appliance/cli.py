@@ -38,6 +38,16 @@ def dashboard_options(command: argparse.ArgumentParser) -> None:
     add_arguments(command)
 
 
+def run_events(settings: Settings, args: argparse.Namespace) -> int:
+    from appliance.export import run
+    return run(settings, args)
+
+
+def events_options(command: argparse.ArgumentParser) -> None:
+    from appliance.export import add_arguments
+    add_arguments(command)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
     "api": ("serve the HTTP API in the foreground", process(".programs:run_api")),
     "consumer": ("persist events from Kafka into SQLite in the foreground",
@@ -49,8 +59,10 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     "status": ("same as ps", process(".supervise:ps")),
     "version": ("print the version", run_version),
     "dashboard": ("live terminal dashboard of an appliance (over HTTP)", run_dashboard),
+    "events": ("the audit trail: events export", run_events),
 }
-OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"dashboard": dashboard_options}
+OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "dashboard": dashboard_options, "events": events_options}
 
 
 def parser() -> argparse.ArgumentParser:

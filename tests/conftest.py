@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 from wsgiref.util import setup_testing_defaults
 
+import dataset
 import pytest
 from procs import REPO, ApiProcess, Broker, free_port, launch_api
 
@@ -117,9 +118,11 @@ def session_broker(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def kafka_live_server(tmp_path_factory: pytest.TempPathFactory, session_broker) -> Iterator[ApiProcess]:
-    """A server with Kafka up, so every documented operation can answer without a 5xx."""
-    server = launch_api(tmp_path_factory.mktemp("kafka_live_server"),
-                           {"KAFKA_BROKERS": session_broker.bootstrap})
+    """A server with Kafka up, so every documented operation can answer without a 5xx, and a
+    few events of each kind in its database, so every filter reads real rows."""
+    directory = tmp_path_factory.mktemp("kafka_live_server")
+    dataset.small(directory / "events.db")
+    server = launch_api(directory, {"KAFKA_BROKERS": session_broker.bootstrap})
     try:
         yield server
     finally:

@@ -142,13 +142,18 @@ def database(settings: Settings, report: ConsumerReport | None) -> Result:
         return "DOWN", f"{path} does not exist (yet)", {}
     try:
         with read_only(path) as db:
-            counts, newest = audit_db.row_counts(db), audit_db.newest_event_at(db)
+            counts, kept = audit_db.row_counts(db), audit_db.rows_kept(db)
+            newest = audit_db.newest_event_at(db)
     except sqlite3.Error as exc:
         return "DOWN", f"cannot read {path}: {exc}", {}
-    data = {"rows": counts, "newest_event_at": newest}
+    data = {"rows": counts, "rows_kept": kept, "newest_event_at": newest,
+            "retention": {"retention_days": settings.retention_days, "db_max_mb": settings.db_max_mb,
+                          "size_mb": report.db_size_mb if report else None,
+                          "oldest_event_at": report.oldest_event_at if report else None,
+                          "pruned": report.pruned if report else {}}}
     if report is not None and report.db_failing:
         return "DOWN", f"writes failing: {report.last_db_error}", data
-    return "UP", f"{sum(counts.values())} rows, newest {newest or 'none'}", data
+    return "UP", f"{sum(kept.values())} rows, newest {newest or 'none'}", data
 
 
 def spool(settings: Settings, api_kafka: dict[str, Any]) -> Result:

@@ -65,15 +65,22 @@ class AuditMiddleware:
         self.lifecycle.enter()
         try:
             body = self._respond(environ, start)
-        finally:
+        except BaseException:
             self.lifecycle.leave()
-        status = captured.get("status", 500)
-        self._record(environ, status, body, started)
-        if span is not None:
-            describe_span(span, environ, status)
+            raise
+        if not isinstance(body, list):  # streamed (an export): recorded once it is all sent
+            return StreamedBody(body, lambda sent: self._finish(environ, captured, sent, started, None))
+        self._finish(environ, captured, sum(map(len, body)), started, span)
         return body
 
-    def _respond(self, environ: dict, start: StartResponse) -> list[bytes]:
+    def _finish(self, environ: dict, captured: dict, sent: int, started: float, span) -> None:
+        self.lifecycle.leave()
+        status = captured.get("status", 500)
+        self._record(environ, status, sent, started)
+        if span is not None:
+            describe_span(span, environ, status)
+
+    def _respond(self, environ: dict, start: StartResponse) -> list[bytes] | Iterable[bytes]:
         length = environ.get("CONTENT_LENGTH") or "0"
         if length.isdigit() and int(length) > self.settings.max_body_bytes:
             # Refuse before reading: the client learns the limit and nothing is buffered.
@@ -82,13 +89,15 @@ class AuditMiddleware:
                                                    ("Cache-Control", "no-store")])
             return [error_body(413, message)]
         result = self.app(environ, start)
+        if environ.get("sts.streamed"):
+            return result
         try:
             return list(result)  # our responses are small JSON documents
         finally:
             if hasattr(result, "close"):
                 result.close()
 
-    def _record(self, environ: dict, status: int, body: list[bytes], started: float) -> None:
+    def _record(self, environ: dict, status: int, response_bytes: int, started: float) -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         route = environ.get("bottle.route")
         fields = {
@@ -107,7 +116,7 @@ class AuditMiddleware:
         M.http_requests.labels(method, fields["route"], str(status)).inc()
         M.http_duration.labels(method, fields["route"]).observe(duration_ms / 1000)
         if self.sink.enabled and fields["path"] not in self.settings.events_exclude_paths:
-            self._emit_events(environ, fields, sum(map(len, body)))
+            self._emit_events(environ, fields, response_bytes)
 
     def _emit_events(self, environ: dict, fields: dict, response_bytes: int) -> None:
         client = environ["sts.client"]
@@ -138,6 +147,25 @@ class AuditMiddleware:
         # EVENT_DURABILITY=sync: the answer leaves only once its events are on disk.
         self.sink.emit_all([(event, tracing.event_headers(topic, event)) for event in built],
                            durable=self.settings.event_durability == "sync")
+
+
+class StreamedBody:
+    """A response sent as it is produced: in flight, and unrecorded, until it is all sent."""
+
+    def __init__(self, chunks: Iterable[bytes], on_close: Callable[[int], None]) -> None:
+        self.chunks, self.on_close, self.sent = chunks, on_close, 0
+
+    def __iter__(self):
+        for chunk in self.chunks:
+            self.sent += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            if hasattr(self.chunks, "close"):
+                self.chunks.close()
+        finally:
+            self.on_close(self.sent)
 
 
 def wsgi_text(value: str, name: str) -> str:

@@ -15,6 +15,40 @@ def _error(description: str) -> dict[str, Any]:
     return _json(ERROR_REF, description)
 
 
+def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    parameter = {"name": name, "in": "query", "required": False, "schema": schema}
+    if description:
+        parameter["description"] = description
+    return parameter
+
+
+OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # no leading zeros: not an address
+IPV4_CIDR = rf"^({OCTET}\.){{3}}{OCTET}(/(3[0-2]|[12]?[0-9]))?$"
+IPV6_CIDR = r"^([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?$"
+SEARCH_PARAMETERS = [
+    _query("type", {"type": "string", "pattern": "^[a-z0-9_.-]{1,64}$"},
+           "http_request, http_response, error, custom, dead_letter, or a custom event type"),
+    _query("before", {"type": "string", "format": "date-time"}),
+    _query("after", {"type": "string", "format": "date-time"}),
+    _query("user_ip", {"anyOf": [{"type": "string", "pattern": IPV4_CIDR},
+                                 {"type": "string", "pattern": IPV6_CIDR}]},
+           "an address, or a network (CIDR); IPv6 also in its short forms (2001:db8::/32)"),
+    _query("path", {"type": "string", "pattern": "^/", "maxLength": 8192}, "a path prefix"),
+    _query("route", {"type": "string", "minLength": 1, "maxLength": 255}, "a route template"),
+    _query("method", {"type": "string", "pattern": "^[A-Za-z]{1,16}$"}),
+    _query("status", {"type": "string", "pattern": "^[1-5]([0-9][0-9]|xx)$"},
+           "a code (404) or a class (5xx)"),
+    _query("request_id", {"type": "string", "pattern": "^[A-Za-z0-9._:@/+=-]{1,128}$"}),
+    _query("trace_id", {"type": "string", "pattern": "^[0-9a-f]{32}$"}),
+]
+LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50})
+ORDER = _query("order", {"type": "string", "enum": ["occurred", "persisted"]},
+               "occurred (default): by when the request happened; persisted: by when the row "
+               "was written, so events delivered late still show up among the newest")
+CURSOR = _query("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,512}$"},
+                "the next of the previous page, with the same filters")
+
+
 STRING = {"type": "string"}
 NULLABLE_STRING = {"type": ["string", "null"]}
 
@@ -166,33 +200,56 @@ PATHS: dict[str, Any] = {
         },
     }},
     "/events": {"get": {
-        "summary": "Recently persisted events, newest first",
+        "summary": "Persisted events, newest first, filtered and paged by cursor",
+        "security": BEARER,
+        "parameters": [*SEARCH_PARAMETERS, LIMIT, ORDER, CURSOR],
+        "responses": {
+            "200": _json({"type": "object", "required": ["events", "count", "limit", "next"],
+                          "properties": {"events": {"type": "array", "items": {"type": "object"}},
+                                         "count": {"type": "integer"},
+                                         "limit": {"type": "integer"},
+                                         "next": {"type": ["string", "null"],
+                                                  "description": "cursor of the next page"}}},
+                          "events"),
+            "400": _error("a bad or unknown parameter (the message names it)"),
+            "401": _error("API_TOKEN is set and the bearer token is missing or wrong"),
+            "503": _error("events database not readable"),
+        },
+    }},
+    "/events/stats": {"get": {
+        "summary": "Counts and latency of a time window (default: the last hour), computed by the database",
         "security": BEARER,
         "parameters": [
-            {"name": "type", "in": "query", "required": False, "schema": {
-                "type": "string", "pattern": "^[a-z0-9_.-]{1,64}$",
-                "description": "http_request, http_response, error, custom, dead_letter, or a "
-                               "custom event type"}},
-            {"name": "limit", "in": "query", "required": False,
-             "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-            {"name": "order", "in": "query", "required": False,
-             "description": "occurred (default): by when the request happened; persisted: by "
-                            "when the row was written, so events delivered late (spool replay, "
-                            "consumer lag) still show up among the newest",
-             "schema": {"type": "string", "enum": ["occurred", "persisted"]}},
-            {"name": "before", "in": "query", "required": False,
+            {"name": "since", "in": "query", "required": False,
              "schema": {"type": "string", "format": "date-time"}},
-            {"name": "after", "in": "query", "required": False,
+            {"name": "until", "in": "query", "required": False,
              "schema": {"type": "string", "format": "date-time"}},
         ],
         "responses": {
-            "200": _json({"type": "object", "required": ["events", "count", "limit"],
-                          "properties": {"events": {"type": "array", "items": {"type": "object"}},
-                                         "count": {"type": "integer"},
-                                         "limit": {"type": "integer"}}}, "events"),
-            "400": _error("bad type, limit, before or after (the message says which)"),
+            "200": _json({"type": "object", "required": [
+                "since", "until", "total", "by_type", "by_status_class", "top_clients",
+                "top_routes", "top_proxy_chains", "duration_ms"], "properties": {
+                "total": {"type": "integer"},
+                "by_type": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "by_status_class": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "top_clients": {"type": "array", "items": {"type": "object"}},
+                "top_routes": {"type": "array", "items": {"type": "object"}},
+                "top_proxy_chains": {"type": "array", "items": {"type": "object"}},
+                "duration_ms": {"type": "object"}}}, "statistics"),
+            "400": _error("a bad or unknown parameter (the message names it)"),
             "401": _error("API_TOKEN is set and the bearer token is missing or wrong"),
             "503": _error("events database not readable"),
+        },
+    }},
+    "/events/export": {"get": {
+        "summary": "Every matching event as JSON lines, oldest first, streamed",
+        "security": BEARER,
+        "parameters": SEARCH_PARAMETERS,
+        "responses": {
+            "200": {"description": "one JSON object per line",
+                    "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+            "400": _error("a bad or unknown parameter (the message names it)"),
+            "401": _error("API_TOKEN is set and the bearer token is missing or wrong"),
         },
     }},
     "/metrics": {"get": {

@@ -164,6 +164,8 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("GIT_COMMIT", "git_commit", as_optional_str),
     ("DATA_DIR", "data_dir", as_path),
     ("DB_PATH", "db_path", as_path),
+    ("RETENTION_DAYS", "retention_days", as_int_range(0, 36_500)),
+    ("DB_MAX_MB", "db_max_mb", as_int_range(0, 10_000_000)),
     ("SPOOL_DIR", "spool_dir", as_path),
     ("SPOOL_MAX_MB", "spool_max_mb", as_float_range(0.01, 1_000_000)),
     ("EVENT_DURABILITY", "event_durability", as_choice("sync", "async")),
@@ -209,6 +211,8 @@ class Settings:
     git_commit: str | None = None
     data_dir: Path = Path("data")
     db_path: Path | None = None  # default: <data_dir>/events.db
+    retention_days: int = 30  # events older than this are deleted; 0: kept forever
+    db_max_mb: int = 1024  # megabytes the audit database may hold; past it the oldest go; 0: no limit
     spool_dir: Path | None = None  # default: <data_dir>/spool
     spool_max_mb: float = 256.0  # megabytes on disk before the oldest spooled events are dropped
     # sync: a request is answered once its events are on disk; async: up to 20 ms later

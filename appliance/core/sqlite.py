@@ -39,9 +39,11 @@ def read_only(path: Path, timeout_ms: int = READ_TIMEOUT_MS) -> Iterator[sqlite3
 
 
 def peewee_database(path: Path, readonly: bool = False, **pragmas) -> peewee.SqliteDatabase:
-    """A peewee database with the same pragmas (or read-only), not connected yet."""
+    """A peewee database with the same pragmas (or read-only), not connected yet. The caller's
+    ``pragmas`` are applied first: auto_vacuum, for one, only takes on a new file before
+    journal_mode=WAL has written its header."""
     if readonly:
         return peewee.SqliteDatabase(f"file:{path}?mode=ro", uri=True,
                                      pragmas={"busy_timeout": READ_TIMEOUT_MS})
     path.parent.mkdir(parents=True, exist_ok=True)
-    return peewee.SqliteDatabase(str(path), pragmas={**PRAGMAS, **pragmas})
+    return peewee.SqliteDatabase(str(path), pragmas={**pragmas, **PRAGMAS})

@@ -11,7 +11,10 @@ FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime(FORMAT)
+    """Fixed width for every year (strftime's %Y drops the zeros of years before 1000)."""
+    m = moment.astimezone(timezone.utc)
+    return (f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+            f".{m.microsecond:06d}Z")
 
 
 def utc_now_iso() -> str:

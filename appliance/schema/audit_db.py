@@ -1,18 +1,42 @@
-"""The audit database (DB_PATH): its tables as peewee models.
+"""The audit database (DB_PATH): its tables as peewee models, and the schema's version.
 
 Written only by the consumer (pipeline/consumer/store.py); the API reads it for /events, the
 agent for its database probe. Every event table has ``event_id`` (unique: redelivery never adds
-a row), ``request_id``, ``occurred_at`` and ``trace_id`` columns, and an index on
-``occurred_at`` for newest-first reads.
+a row), ``request_id``, ``occurred_at`` and ``trace_id`` columns, an index on ``occurred_at`` for
+newest-first reads, and an index for every filter of /events (audit_read.py): each as
+(column, occurred_at), so a filtered page is read in order from the index.
+
+Version 2 added ``user_ip_key`` (the address as 32 hex digits of its IPv6 form, so a CIDR is a
+range of the index; NULL until the consumer fills it in for rows of version 1, "" for a
+user_ip that is not an address), the filter indexes, and incremental auto-vacuum.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import sqlite3
 
 import peewee
 
+SCHEMA_VERSION = 2
 database = peewee.DatabaseProxy()
+
+
+def ip_key(text: str) -> str:
+    """An address as 32 hex digits of its IPv6 form (IPv4 as ::ffff:a.b.c.d): text order is
+    address order, so a network is one range. "" when ``text`` is not an address."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return ""
+    if address.version == 4:
+        address = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + address.packed)
+    return address.packed.hex()
+
+
+def network_range(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[str, str]:
+    """The first and last ``ip_key`` of a network."""
+    return ip_key(str(network.network_address)), ip_key(str(network.broadcast_address))
 
 
 class BaseModel(peewee.Model):
@@ -24,9 +48,13 @@ class EventModel(BaseModel):
     event_id = peewee.CharField(max_length=64, unique=True)
     request_id = peewee.CharField(max_length=128, index=True)
     occurred_at = peewee.CharField(max_length=32, index=True)  # ISO-8601 UTC, sorts as text
-    trace_id = peewee.CharField(max_length=32, null=True)
+    trace_id = peewee.CharField(max_length=32, null=True, index=True)
     hostname = peewee.CharField(max_length=255, default="")
     persisted_at = peewee.CharField(max_length=32, index=True)  # for /events?order=persisted
+
+
+HTTP_INDEXES = ((("user_ip_key", "occurred_at"), False), (("route", "occurred_at"), False),
+                (("method", "occurred_at"), False), (("path", "occurred_at"), False))
 
 
 class HttpRequest(EventModel):
@@ -35,20 +63,23 @@ class HttpRequest(EventModel):
     path = peewee.TextField()
     query = peewee.TextField(default="")
     user_ip = peewee.CharField(max_length=64)
+    user_ip_key = peewee.CharField(max_length=32, null=True)
     proxy_chain = peewee.TextField(default="")
     user_agent = peewee.TextField(default="")
-    bytes = peewee.IntegerField(default=0)
+    bytes = peewee.BigIntegerField(default=0)
 
     class Meta:
         table_name = "http_requests"
+        indexes = HTTP_INDEXES
 
 
 class HttpResponse(HttpRequest):
-    status = peewee.IntegerField(index=True)
+    status = peewee.IntegerField()
     duration_ms = peewee.FloatField()
 
     class Meta:
         table_name = "http_responses"
+        indexes = (*HTTP_INDEXES, (("status", "occurred_at"), False))
 
 
 class ErrorEvent(EventModel):
@@ -61,6 +92,8 @@ class ErrorEvent(EventModel):
 
     class Meta:
         table_name = "errors"
+        indexes = ((("route", "occurred_at"), False), (("method", "occurred_at"), False),
+                   (("path", "occurred_at"), False), (("status", "occurred_at"), False))
 
 
 class CustomEvent(EventModel):
@@ -87,8 +120,19 @@ class DeadLetter(BaseModel):
         table_name = "dead_letters"
 
 
+class SchemaMeta(BaseModel):
+    """One row per fact about the database itself: its schema version, above all."""
+
+    name = peewee.CharField(max_length=64, primary_key=True)
+    value = peewee.TextField()
+
+    class Meta:
+        table_name = "schema_meta"
+
+
 EVENT_MODELS = (HttpRequest, HttpResponse, ErrorEvent, CustomEvent)
 ALL_MODELS = (*EVENT_MODELS, DeadLetter)
+TIME_FIELD = {model: model.occurred_at for model in EVENT_MODELS} | {DeadLetter: DeadLetter.received_at}
 
 
 EVENT_TYPES = {"http_request": HttpRequest, "http_response": HttpResponse, "error": ErrorEvent,
@@ -100,10 +144,21 @@ def table_name(model: type[BaseModel]) -> str:
 
 
 def row_counts(db: sqlite3.Connection) -> dict[str, int]:
-    """Rows per table, by MAX(id): O(1), and exact while rows are never deleted."""
+    """Rows ever written per table, by MAX(id): O(1), and it only grows (retention deletes the
+    oldest rows, which a rate of rows written must not see)."""
     return {table_name(model): db.execute(
         f'SELECT COALESCE(MAX(id), 0) FROM "{table_name(model)}"').fetchone()[0]
         for model in ALL_MODELS}
+
+
+def rows_kept(db: sqlite3.Connection) -> dict[str, int]:
+    """Rows in each table now, by MAX(id) - MIN(id) + 1: O(1), and exact while deletions take
+    the oldest (retention does), since ids grow with time."""
+    counts = {}
+    for model in ALL_MODELS:
+        low, high = db.execute(f'SELECT MIN(id), MAX(id) FROM "{table_name(model)}"').fetchone()
+        counts[table_name(model)] = high - low + 1 if high is not None else 0
+    return counts
 
 
 def newest_event_at(db: sqlite3.Connection) -> str | None:

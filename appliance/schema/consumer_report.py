@@ -28,6 +28,9 @@ class ConsumerReport:
     no_progress_s: float = 0.0
     stalls: int = 0
     last_persisted_at: str | None = None
+    pruned: dict[str, int] = field(default_factory=dict)  # rows deleted by retention, per table
+    oldest_event_at: str | None = None
+    db_size_mb: float | None = None
 
     def write(self, path: Path) -> None:
         """Replace the report at ``path``; OSError when the disk refuses."""

@@ -17,9 +17,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from appliance.core.config import Settings
 from appliance.core.kafka import base_config, client_logger, ensure_topic
+from appliance.pipeline.consumer.maintenance import Maintenance
 from appliance.pipeline.consumer.reporter import Reporter
 from appliance.pipeline.consumer.watchdog import ProgressWatchdog
-from appliance.pipeline.consumer.writer import BatchWriter
+from appliance.pipeline.consumer.writer import DB_ERRORS, BatchWriter
 
 log = logging.getLogger("appliance.consumer")
 BATCH_SIZE = 500  # a synchronous commit per 500 reached ~149k events/s on the embedded broker
@@ -76,7 +77,9 @@ class EventConsumer:
         self.consumer = Consumer(consumer_config(settings))
         self.assigned: set[int] = set()
         self.watchdog = ProgressWatchdog()
-        self.reporter = Reporter(settings.layout.consumer_report, writer, self.watchdog)
+        self.maintenance = Maintenance(settings, writer.store)
+        self.reporter = Reporter(settings.layout.consumer_report, writer, self.watchdog,
+                                 self.maintenance)
         self._backoff = BACKOFF_START
 
     def start(self) -> None:
@@ -102,9 +105,19 @@ class EventConsumer:
                 self.watchdog.progressed()
             else:
                 self._rewind(messages)
+        if self.maintenance.due() and self.writer.last_db_error is None:
+            self._maintain()
         if self.reporter.due():
             self._observe()
         return len(messages)
+
+    def _maintain(self) -> None:
+        """Retention between batches; a failure here never stops consuming."""
+        try:
+            self.maintenance.step()
+        except DB_ERRORS as exc:
+            log.warning("database maintenance failed; will retry", extra={"error": str(exc)})
+            self.maintenance.rest()
 
     def _next_batch(self) -> list:
         # consume(n, t) waits for n messages or t seconds, which would add t to every event's

@@ -148,6 +148,7 @@ def http_fields(payload: dict[str, Any]) -> dict[str, Any]:
     row = {name: text(payload, name, "payload.") for name in ("method", "route", "path", "user_ip")}
     row.update({name: text(payload, name, "payload.", required=False) for name in OPTIONAL_TEXT})
     row["bytes"] = integer(payload, "bytes", 0, INT64 - 1) if "bytes" in payload else 0
+    row["user_ip_key"] = audit_db.ip_key(row["user_ip"])
     return row
 
 

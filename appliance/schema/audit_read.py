@@ -1,0 +1,287 @@
+"""Reading the audit trail: search with filters and keyset paging, statistics, export.
+
+Used by the API (/events, /events/stats, /events/export) and by `events export`. Every filter
+is an index range of the tables it applies to (audit_db's (column, occurred_at) indexes);
+tables a filter does not apply to are left out (a status filter reads no custom events).
+
+Paging is by key, not by offset: the rows of all tables are ordered by (time, table, id), and a
+cursor is the key of the last row returned. The next page starts strictly after it, so
+following ``next`` never repeats a row and never skips one of the rows that were there; rows
+that arrive meanwhile appear where their time puts them (with order=persisted: always before
+the first page, so a reader following new rows uses that order).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import heapq
+import ipaddress
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Iterator
+
+import peewee
+
+from appliance.schema import audit_db
+
+TABLES = (audit_db.HttpRequest, audit_db.HttpResponse, audit_db.ErrorEvent, audit_db.CustomEvent,
+          audit_db.DeadLetter)  # the rank of each in the ordering key
+TYPE_NAMES = {model: name for name, model in audit_db.EVENT_TYPES.items()} | {
+    audit_db.DeadLetter: "dead_letter"}
+IP_TABLES = (audit_db.HttpRequest, audit_db.HttpResponse)
+HTTP_TABLES = (*IP_TABLES, audit_db.ErrorEvent)
+STATUS_TABLES = (audit_db.HttpResponse, audit_db.ErrorEvent)
+EVENT_TABLES = audit_db.EVENT_MODELS
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class BadCursor(ValueError):
+    """The cursor was not made by this appliance for these filters."""
+
+
+@dataclass(frozen=True)
+class Search:
+    tables: tuple[type, ...] = TABLES[:4]  # every event type; dead letters only when asked
+    custom_type: str | None = None
+    user_net: Network | None = None
+    path_prefix: str | None = None
+    route: str | None = None
+    method: str | None = None
+    status: tuple[int, int] | None = None  # (lowest, highest): a code, or a class like 5xx
+    request_id: str | None = None
+    trace_id: str | None = None
+    after: str | None = None  # exclusive, in the stored format
+    before: str | None = None  # exclusive
+    since: str | None = None  # inclusive (export's window: [since, before))
+    order: str = "occurred"  # or "persisted"
+    limit: int = 50
+    cursor: tuple[str, int, int] | None = None  # (time, table rank, id) of the last row seen
+    ascending: bool = False
+
+    def selected(self) -> list[type]:
+        """The tables every given filter applies to."""
+        tables = list(self.tables)
+        for given, applies in ((self.user_net, IP_TABLES), (self.status, STATUS_TABLES),
+                               (self.path_prefix or self.route or self.method, HTTP_TABLES),
+                               (self.request_id or self.trace_id, EVENT_TABLES)):
+            if given:
+                tables = [t for t in tables if t in applies]
+        return tables
+
+    def digest(self) -> str:
+        """Identifies the filters (not the position): a cursor only continues its own search."""
+        plain = replace(self, limit=0, cursor=None)
+        return hashlib.sha256(repr(plain).encode()).hexdigest()[:12]
+
+
+def time_field(model, order: str) -> peewee.Field:
+    if model is audit_db.DeadLetter:
+        return model.received_at
+    return model.persisted_at if order == "persisted" else model.occurred_at
+
+
+def filtered(model, search: Search) -> peewee.ModelSelect:
+    query = model.select()
+    conditions = []
+    if search.user_net is not None:
+        low, high = audit_db.network_range(search.user_net)
+        conditions.append(model.user_ip_key.between(low, high))
+    if search.path_prefix:
+        conditions += [model.path >= search.path_prefix, model.path < prefix_end(search.path_prefix)]
+    if search.route is not None:
+        conditions.append(model.route == search.route)
+    if search.method is not None:
+        conditions.append(model.method == search.method)
+    if search.status is not None:
+        conditions.append(model.status.between(*search.status))
+    if search.request_id is not None:
+        conditions.append(model.request_id == search.request_id)
+    if search.trace_id is not None:
+        conditions.append(model.trace_id == search.trace_id)
+    if search.custom_type is not None and model is audit_db.CustomEvent:
+        conditions.append(model.event_type == search.custom_type)
+    at = time_field(model, search.order)
+    if search.after:
+        conditions.append(at > search.after)
+    if search.since:
+        conditions.append(at >= search.since)
+    if search.before:
+        conditions.append(at < search.before)
+    for condition in conditions:
+        query = query.where(condition)
+    return query
+
+
+def prefix_end(prefix: str) -> str:
+    """The first text after every text that starts with ``prefix`` (an index range's end)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _after_cursor(model, rank: int, search: Search) -> peewee.Expression | None:
+    """Rows strictly past the cursor in the page order (time, table rank, id)."""
+    if search.cursor is None:
+        return None
+    at, cursor_rank, row_id = search.cursor
+    field = time_field(model, search.order)
+    past = (lambda a, b: a > b) if search.ascending else (lambda a, b: a < b)
+    if rank == cursor_rank:
+        return past(field, at) | ((field == at) & past(model.id, row_id))
+    return past(field, at) | (field == at) if past(rank, cursor_rank) else past(field, at)
+
+
+def _page_of(model, search: Search, rows: int) -> list[tuple[tuple, Any]]:
+    rank = TABLES.index(model)
+    query = filtered(model, search)
+    condition = _after_cursor(model, rank, search)
+    if condition is not None:
+        query = query.where(condition)
+    at = time_field(model, search.order)
+    direction = (lambda f: f.asc()) if search.ascending else (lambda f: f.desc())
+    query = query.order_by(direction(at), direction(model.id)).limit(rows)
+    return [((getattr(row, at.name), rank, row.id), row) for row in query]
+
+
+def search(search: Search) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of events and the cursor of the next one (None: this was the last)."""
+    pages = [_page_of(model, search, search.limit + 1) for model in search.selected()]
+    merged = heapq.merge(*pages, key=lambda item: item[0], reverse=not search.ascending)
+    found = [item for _, item in zip(range(search.limit + 1), merged)]
+    rows = found[:search.limit]
+    more = len(found) > search.limit
+    cursor = encode_cursor(search, rows[-1][0]) if more and rows else None
+    return [as_event(type(row), row) for _, row in rows], cursor
+
+
+def iterate(search: Search, chunk: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every matching event, in constant memory (a page of ``chunk`` at a time)."""
+    search = replace(search, limit=chunk)
+    while True:
+        pages = [_page_of(model, search, chunk) for model in search.selected()]
+        merged = heapq.merge(*pages, key=lambda item: item[0], reverse=not search.ascending)
+        if all(len(page) < chunk for page in pages):  # every table's rest is here
+            for _, row in merged:
+                yield as_event(type(row), row)
+            return
+        # Some table has more: its page is full, so the first ``chunk`` rows of all are final.
+        rows = [item for _, item in zip(range(chunk), merged)]
+        for _, row in rows:
+            yield as_event(type(row), row)
+        search = replace(search, cursor=rows[-1][0])
+
+
+def encode_cursor(search: Search, key: tuple) -> str:
+    text = json.dumps([1, search.digest(), *key], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(search: Search, cursor: str) -> tuple[str, int, int]:
+    try:
+        version, digest, at, rank, row_id = json.loads(
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise BadCursor("cursor is not one this appliance gave out") from None
+    valid = (version == 1 and isinstance(at, str) and isinstance(rank, int) and isinstance(row_id, int)
+             and 0 <= rank < len(TABLES))
+    if not valid:
+        raise BadCursor("cursor is not one this appliance gave out")
+    if digest != search.digest():
+        raise BadCursor("cursor belongs to other filters: pass the same ones as for the first page")
+    return at, rank, row_id
+
+
+def as_event(model, row: peewee.Model) -> dict[str, Any]:
+    data = {name: getattr(row, name) for name in model._meta.fields
+            if name not in ("id", "user_ip_key")}
+    if model is audit_db.DeadLetter:
+        data["raw"] = bytes(data["raw"])[:2048].decode("utf-8", "replace")
+        return {"event_type": "dead_letter", "occurred_at": data["received_at"], **data}
+    if model is audit_db.CustomEvent:
+        data["payload"] = json.loads(data["payload"])
+        return data
+    return {"event_type": TYPE_NAMES[model], **data}
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+TOP = 10  # entries in each top list
+
+
+def stats(since: str, until: str) -> dict[str, Any]:
+    """Counts and latency over [since, until), all computed by the database."""
+    responses = audit_db.HttpResponse
+    window = (responses.occurred_at >= since) & (responses.occurred_at < until)
+    return {
+        "since": since, "until": until, **counts_by_type(since, until),
+        "by_status_class": by_status_class(window),
+        "top_clients": top(responses.user_ip, window, "user_ip"),
+        "top_routes": top(responses.route, window, "route"),
+        "top_proxy_chains": top(responses.proxy_chain, window & (responses.proxy_chain != ""),
+                                "proxy_chain"),
+        "duration_ms": percentiles(window, (50, 95, 99)),
+    }
+
+
+def empty_stats(since: str, until: str) -> dict[str, Any]:
+    """What stats() answers for a database that does not exist yet."""
+    return {"since": since, "until": until, "total": 0, "by_type": {}, "by_status_class": {},
+            "top_clients": [], "top_routes": [], "top_proxy_chains": [],
+            "duration_ms": {"p50": None, "p95": None, "p99": None}}
+
+
+def counts_by_type(since: str, until: str) -> dict[str, Any]:
+    by_type: dict[str, int] = {}
+    for model in (audit_db.HttpRequest, audit_db.HttpResponse, audit_db.ErrorEvent):
+        by_type[TYPE_NAMES[model]] = (model.select().where(
+            (model.occurred_at >= since) & (model.occurred_at < until)).count())
+    custom = audit_db.CustomEvent
+    for event_type, count in (custom.select(custom.event_type, peewee.fn.COUNT(custom.id))
+                              .where((custom.occurred_at >= since) & (custom.occurred_at < until))
+                              .group_by(custom.event_type).tuples()):
+        by_type[event_type] = count
+    letters = audit_db.DeadLetter
+    by_type["dead_letter"] = letters.select().where(
+        (letters.received_at >= since) & (letters.received_at < until)).count()
+    return {"total": sum(by_type.values()), "by_type": by_type}
+
+
+def by_status_class(window) -> dict[str, int]:
+    responses = audit_db.HttpResponse
+    status_class = (responses.status / 100).cast("INTEGER")
+    rows = (responses.select(status_class.alias("c"), peewee.fn.COUNT(responses.id))
+            .where(window).group_by(status_class).tuples())
+    return {f"{c}xx": n for c, n in rows}
+
+
+def top(column: peewee.Field, window, name: str) -> list[dict[str, Any]]:
+    count = peewee.fn.COUNT(column.model.id)
+    rows = (column.model.select(column, count.alias("n")).where(window).group_by(column)
+            .order_by(count.desc(), column).limit(TOP).tuples())
+    return [{name: value, "count": n} for value, n in rows]
+
+
+def percentiles(window, wanted: tuple[int, ...]) -> dict[str, float | None]:
+    """Exact percentiles (nearest rank) of duration_ms, without sorting the whole window: a
+    histogram of whole milliseconds finds the millisecond of each rank, then only the rows of
+    that millisecond are sorted."""
+    responses = audit_db.HttpResponse
+    whole = responses.duration_ms.cast("INTEGER")
+    histogram = list(responses.select(whole, peewee.fn.COUNT(responses.id)).where(window)
+                     .group_by(whole).order_by(whole).tuples())
+    total = sum(n for _, n in histogram)
+    result: dict[str, float | None] = {}
+    for p in wanted:
+        if not total:
+            result[f"p{p}"] = None
+            continue
+        rank = max(1, -(-p * total // 100))  # nearest rank: ceil(p/100 * n)
+        below = 0
+        for millisecond, n in histogram:
+            if below + n >= rank:
+                break
+            below += n
+        value = (responses.select(responses.duration_ms).where(window & (whole == millisecond))
+                 .order_by(responses.duration_ms).offset(rank - below - 1).limit(1).scalar())
+        result[f"p{p}"] = value
+    return result
+
