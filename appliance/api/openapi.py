@@ -191,7 +191,10 @@ PATHS: dict[str, Any] = {
         "summary": "The status agent's latest snapshot: every component UP/DEGRADED/DOWN/DISABLED",
         "parameters": [{"name": "history", "in": "query", "required": False,
                         "description": "also return this many minutes of history (0-60)",
-                        "schema": {"type": "integer", "minimum": 0, "maximum": 60}}],
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 60}},
+                       {"name": "since", "in": "query", "required": False,
+                        "description": "with history: only the rounds recorded after this time",
+                        "schema": {"type": "string", "format": "date-time"}}],
         "responses": {
             "200": _json({"$ref": "#/components/schemas/Status"}, "snapshot (stale: true when "
                          "the agent has been silent for 3 intervals)"),

@@ -14,6 +14,7 @@ import bottle
 import peewee
 
 from appliance.api.jsonio import HttpError, json_response
+from appliance.api.routes.events import parse_time
 from appliance.api.services import Services
 from appliance.core import diskspace, sqlite
 from appliance.core.timefmt import age_s, iso, utc_now_iso
@@ -33,7 +34,7 @@ def live_disk(settings) -> dict[str, Any]:
     return {"state": state, "detail": detail, "since": now, "checked_at": now, "data": data}
 
 
-def read_status(services: Services, history_minutes: int) -> dict[str, Any]:
+def read_status(services: Services, history_minutes: int, since: str | None = None) -> dict[str, Any]:
     base = {"version": __version__, "hostname": services.host.hostname,
             "api_uptime_s": round(time.time() - STARTED, 1)}
     if not services.settings.status_db_path.exists():
@@ -44,7 +45,7 @@ def read_status(services: Services, history_minutes: int) -> dict[str, Any]:
         components = {row.name: {"state": row.state, "detail": row.detail, "since": row.changed_at,
                                  "checked_at": row.checked_at, "data": json.loads(row.data)}
                       for row in status_db.ComponentState.select().order_by(status_db.ComponentState.name)}
-        history = history_rows(history_minutes) if history_minutes else None
+        history = history_rows(history_minutes, since) if history_minutes else None
     disk = live_disk(services.settings)
     if disk["state"] == components.get("disk", {}).get("state"):
         disk["since"] = components["disk"]["since"]  # the agent knows since when
@@ -70,10 +71,14 @@ def agent_state(report) -> dict[str, Any]:
             "age_s": round(age, 1), "interval_s": report.interval}
 
 
-def history_rows(minutes: int) -> dict[str, list]:
+def history_rows(minutes: int, after: str | None = None) -> dict[str, list]:
+    """The rounds of the last ``minutes``; with ``after``, only those recorded after it (a
+    dashboard that has the rest already asks for just what is new)."""
     since = iso(datetime.fromtimestamp(time.time() - minutes * 60, timezone.utc))
-    rows = (status_db.StatusHistory.select()
-            .where(status_db.StatusHistory.at >= since).order_by(status_db.StatusHistory.at))
+    rows = status_db.StatusHistory.select().where(status_db.StatusHistory.at >= since)
+    if after:
+        rows = rows.where(status_db.StatusHistory.at > after)
+    rows = rows.order_by(status_db.StatusHistory.at)
     history: dict[str, list] = {}
     for row in rows:
         history.setdefault(row.name, []).append([row.at, row.state, json.loads(row.data)])
@@ -94,8 +99,13 @@ def add_status_routes(app: bottle.Bottle, services: Services) -> None:
 
     @app.get("/status")
     def status():
-        minutes = parse_history(bottle.request.query.get("history"))
+        query = bottle.request.query
+        unknown = sorted(set(query) - {"history", "since"})
+        if unknown:
+            raise HttpError(400, f"unknown parameter(s): {', '.join(unknown)}")
+        minutes = parse_history(query.get("history"))
+        since = parse_time("since", query.get("since"))
         try:
-            return json_response(200, read_status(services, minutes))
+            return json_response(200, read_status(services, minutes, since))
         except peewee.PeeweeException as exc:
             raise HttpError(503, f"status database not readable: {exc}") from None
