@@ -81,24 +81,41 @@ def time_field(model, order: str) -> peewee.Field:
     return model.persisted_at if order == "persisted" else model.occurred_at
 
 
-def filtered(model, search: Search) -> peewee.ModelSelect:
+RANGE_PROBE = 2000  # rows a range filter may match before reading newest-first is cheaper
+
+
+def filtered(model, search: Search, broad: frozenset[str] = frozenset()) -> peewee.ModelSelect:
+    """The rows of ``model`` that pass every filter. A filter named in ``broad`` is written so
+    that no index serves it: the time index then reads newest first and stops at the page's
+    end, instead of the filter's index gathering every match to be sorted."""
     query = model.select()
+    for condition in _conditions(model, search, broad):
+        query = query.where(condition)
+    return query
+
+
+def _conditions(model, search: Search, broad: frozenset[str]) -> list[peewee.Expression]:
+    def column(field, name):  # "|| ''" or "+ 0" hides a column from the planner's indexes
+        if name not in broad:
+            return field
+        return field.concat("") if isinstance(field, peewee.CharField | peewee.TextField) else field + 0
+
     conditions = []
     if search.user_net is not None:
         low, high = audit_db.network_range(search.user_net)
-        conditions.append(model.user_ip_key.between(low, high))
+        key = column(model.user_ip_key, "user_ip")
+        conditions.append(key == low if low == high else key.between(low, high))
     if search.path_prefix:
-        conditions += [model.path >= search.path_prefix, model.path < prefix_end(search.path_prefix)]
-    if search.route is not None:
-        conditions.append(model.route == search.route)
-    if search.method is not None:
-        conditions.append(model.method == search.method)
+        path = column(model.path, "path")
+        conditions += [path >= search.path_prefix, path < prefix_end(search.path_prefix)]
     if search.status is not None:
-        conditions.append(model.status.between(*search.status))
-    if search.request_id is not None:
-        conditions.append(model.request_id == search.request_id)
-    if search.trace_id is not None:
-        conditions.append(model.trace_id == search.trace_id)
+        low, high = search.status
+        status = column(model.status, "status")
+        conditions.append(status == low if low == high else status.between(low, high))
+    for name, wanted in (("route", search.route), ("method", search.method),
+                         ("request_id", search.request_id), ("trace_id", search.trace_id)):
+        if wanted is not None:
+            conditions.append(getattr(model, name) == wanted)
     if search.custom_type is not None and model is audit_db.CustomEvent:
         conditions.append(model.event_type == search.custom_type)
     at = time_field(model, search.order)
@@ -108,9 +125,23 @@ def filtered(model, search: Search) -> peewee.ModelSelect:
         conditions.append(at >= search.since)
     if search.before:
         conditions.append(at < search.before)
-    for condition in conditions:
-        query = query.where(condition)
-    return query
+    return conditions
+
+
+def broad_filters(model, search: Search) -> frozenset[str]:
+    """The range filters (a network, a path prefix, a status class) that match so many rows of
+    ``model`` that reading newest first and filtering is the cheaper plan."""
+    ranges = {"user_ip": search.user_net is not None and search.user_net.num_addresses > 1,
+              "path": bool(search.path_prefix),
+              "status": search.status is not None and search.status[0] != search.status[1]}
+    broad = set()
+    for name, given in ranges.items():
+        if given:
+            others = frozenset(n for n in ranges if n != name)  # this filter's index alone
+            probe = filtered(model, search, others).select(peewee.SQL("1")).limit(RANGE_PROBE)
+            if probe.count() >= RANGE_PROBE:
+                broad.add(name)
+    return frozenset(broad)
 
 
 def prefix_end(prefix: str) -> str:
@@ -132,7 +163,7 @@ def _after_cursor(model, rank: int, search: Search) -> peewee.Expression | None:
 
 def _page_of(model, search: Search, rows: int) -> list[tuple[tuple, Any]]:
     rank = TABLES.index(model)
-    query = filtered(model, search)
+    query = filtered(model, search, broad_filters(model, search))
     condition = _after_cursor(model, rank, search)
     if condition is not None:
         query = query.where(condition)
