@@ -20,7 +20,7 @@ import pytest
 from procs import REPO, ApiProcess, Broker, free_port, launch_api
 
 REPO_ROOT = REPO
-UUID4_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"  # use re.fullmatch
+UUID7_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"  # use re.fullmatch
 
 
 # --- in-process WSGI client ---------------------------------------------------------------

@@ -7,12 +7,13 @@ import json
 import platform
 import re
 import socket
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 import bottle
 import pytest
-from conftest import REPO_ROOT, UUID4_RE, call_wsgi
+from conftest import REPO_ROOT, UUID7_RE, call_wsgi
 
 from appliance.api.app import Services, create_app
 from appliance.api.host import HostInfo
@@ -242,19 +243,19 @@ def test_sane_incoming_request_id_is_echoed(app, incoming):
                                       "semi;colon", "quote\"d", "ünïcode"])
 def test_insane_incoming_request_id_is_replaced_by_a_new_uuid(app, incoming):
     response = call_wsgi(app, "GET", "/healthz", headers={"X-Request-ID": incoming})
-    assert re.fullmatch(UUID4_RE, response.headers["X-Request-ID"])
+    assert re.fullmatch(UUID7_RE, response.headers["X-Request-ID"])
 
 
 def test_request_id_with_a_trailing_newline_is_replaced(app):
     # A newline in an echoed header would split the response header block.
     response = call_wsgi(app, "GET", "/healthz", headers={"X-Request-ID": "abc\n"})
-    assert re.fullmatch(UUID4_RE, response.headers["X-Request-ID"])
+    assert re.fullmatch(UUID7_RE, response.headers["X-Request-ID"])
 
 
 def test_each_request_without_an_id_gets_a_different_one(app):
     ids = {call_wsgi(app, "GET", "/healthz").headers["X-Request-ID"] for _ in range(20)}
     assert len(ids) == 20
-    assert all(re.fullmatch(UUID4_RE, i) for i in ids)
+    assert all(re.fullmatch(UUID7_RE, i) for i in ids)
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status"), [
@@ -270,7 +271,7 @@ def test_every_response_including_errors_carries_a_request_id(app_with_failing_r
                                                                path, body, status):
     response = call_wsgi(app_with_failing_route, method, path, body=body)
     assert response.status == status
-    assert re.fullmatch(UUID4_RE, response.headers["X-Request-ID"])
+    assert re.fullmatch(UUID7_RE, response.headers["X-Request-ID"])
 
 
 # --- JSON request bodies (unit level: no JSON-body endpoint in the foundation) -------------
@@ -315,3 +316,14 @@ def test_json_body_that_is_not_one_object_is_400(body, fragment):
         read_json_object(json_request(body), 1024)
     assert caught.value.status_code == 400
     assert fragment in caught.value.message
+
+
+def test_ids_are_uuid7_so_ids_made_later_sort_later():
+    from appliance.core.ids import new_id
+    made = []
+    for _ in range(3):
+        made.append(new_id())
+        time.sleep(0.002)  # the time part counts milliseconds
+    assert all(re.fullmatch(UUID7_RE, i) for i in made)
+    assert made == sorted(made) and len(set(made)) == 3
+    assert abs(int(made[0][:8] + made[0][9:13], 16) / 1000 - time.time()) < 5  # Unix ms

@@ -13,7 +13,7 @@ import socket
 import time
 
 import pytest
-from conftest import REPO_ROOT, UUID4_RE
+from conftest import REPO_ROOT, UUID7_RE
 from procs import free_port, ipv6_loopback_available, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +63,7 @@ def test_index_over_http_has_the_documented_shape_and_types(live_server):
     assert body["pod_ip"] is None or isinstance(body["pod_ip"], str)
     assert body["kafka_status"] == "NOT UP"
     assert body["message"] == "Hello, Kafka is NOT UP"
-    assert re.fullmatch(UUID4_RE, reply.headers["X-Request-ID"])
+    assert re.fullmatch(UUID7_RE, reply.headers["X-Request-ID"])
 
 
 def test_forwarded_for_from_loopback_is_trusted_by_default(live_server):
@@ -113,7 +113,7 @@ def test_sane_request_id_is_echoed_over_http(live_server):
 
 def test_insane_request_id_is_replaced_over_http(live_server):
     reply = live_server.get("/healthz", headers={"X-Request-ID": "<script>" + "x" * 200})
-    assert re.fullmatch(UUID4_RE, reply.headers["X-Request-ID"])
+    assert re.fullmatch(UUID7_RE, reply.headers["X-Request-ID"])
 
 
 # --- errors are JSON, whoever produces them -------------------------------------------------

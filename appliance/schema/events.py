@@ -2,7 +2,7 @@
 
 Every event is one JSON object::
 
-    {"schema": 1, "event_id": "<uuid4>", "event_type": "http_request", "occurred_at": "...Z",
+    {"schema": 1, "event_id": "<uuid7>", "event_type": "http_request", "occurred_at": "...Z",
      "hostname": "...", "request_id": "...", "trace_id": "<32 hex>" | null, "payload": {...}}
 
 ``http_request`` payload: method, route, path, query, user_ip, proxy_chain, user_agent, bytes.
