@@ -16,8 +16,10 @@ import time
 from datetime import datetime, timezone
 from typing import IO, Any, Iterator
 
-from appliance.core import sqlite
 from appliance.core.config import Settings
+from appliance.core.database import ERRORS as DB_ERRORS
+from appliance.core.database import exists, open_database
+from appliance.core.database_url import describe_error
 from appliance.core.timefmt import iso
 from appliance.schema import audit_db, audit_read, events
 from appliance.schema.audit_read import Search
@@ -69,16 +71,21 @@ def search_for(args: argparse.Namespace) -> Search:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    if not settings.db_path.exists():
-        print(f"simple-time-service: no events database at {settings.db_path}", file=sys.stderr)
+    url = settings.database_url
+    if not exists(url):
+        print(f"simple-time-service: no events database at {url.path}", file=sys.stderr)
         return 1
     search = search_for(args)
-    audit_db.database.initialize(sqlite.peewee_database(settings.db_path, readonly=True))
+    audit_db.database.initialize(open_database(url, readonly=True, purpose="export"))
     output = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
     try:
         with audit_db.database.connection_context():
             progress = Progress(count(search)) if sys.stderr.isatty() else None
             written = write(audit_read.iterate(search), output, args.format, progress)
+    except DB_ERRORS as exc:
+        print(f"\nsimple-time-service: cannot read {url.redacted()}: {describe_error(exc, url)}",
+              file=sys.stderr)
+        return 1
     finally:
         if args.output:
             output.close()

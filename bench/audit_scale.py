@@ -24,15 +24,17 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import common
+
 from appliance.core.config import Settings
-from appliance.core.ids import new_id
+from appliance.core.database_url import DatabaseUrl
 from appliance.core.timefmt import iso
 from appliance.pipeline.consumer import persist, store
 from appliance.pipeline.consumer.maintenance import Maintenance, used_bytes
-from appliance.schema import audit_db, events
+from appliance.schema import events
 
 BATCH = 500
 
@@ -47,6 +49,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=60, help="requests per filter (60)")
     parser.add_argument("--db", help="fill this file (kept), or reuse it if it is already full")
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir")
+    parser.add_argument("--random-ids", action="store_true",
+                        help="event and request ids as random UUIDs (version 4, as the appliance made them before) "
+                             "instead of the appliance's time-ordered version 7, to compare")
     return parser.parse_args()
 
 
@@ -73,7 +78,7 @@ class Population:
         common_fields = {"method": self.rng.choice(("GET", "GET", "GET", "POST")), "route": route,
                          "path": path, "query": "", "user_ip": self.skewed(self.clients),
                          "proxy_chain": self.rng.choice(self.chains), "user_agent": "bench/1.0"}
-        request_id, trace_id = new_id(), f"{self.rng.getrandbits(128):032x}"
+        request_id, trace_id = events.new_id(), f"{self.rng.getrandbits(128):032x}"
         made = [events.make_event(events.HTTP_REQUEST, request_id, "bench", {**common_fields, "bytes": 0}, trace_id),
                 events.make_event(events.HTTP_RESPONSE, request_id, "bench", {
                     **common_fields, "status": status, "bytes": 180,
@@ -103,7 +108,7 @@ class Message:
 
 
 def fill(path, total: int, days: float, sample: int) -> dict:
-    people, target = Population(), store.Store(path)
+    people, target = Population(), store.Store(DatabaseUrl("sqlite", path=path))
     db = target.open()
     start = datetime.now(timezone.utc) - timedelta(days=days)
     step = timedelta(days=days) / max(total // 2, 1)
@@ -181,7 +186,7 @@ def measure_queries(stack, tmp, path, count: int) -> dict:
 
 
 def measure_prune(path, rows: int) -> float:
-    keeper = store.Store(path)
+    keeper = store.Store(DatabaseUrl("sqlite", path=path))
     db = keeper.open()
     limit_mb = max(1, int(used_bytes(db) / 2**20 * 0.97))  # ~3 % over the limit
     settings = Settings(data_dir=path.parent, db_path=path, db_max_mb=limit_mb, retention_days=0)
@@ -199,7 +204,11 @@ def measure_prune(path, rows: int) -> float:
 
 def main() -> int:
     args = parse_args()
-    print(f"audit_scale: {args.events:,} events over {args.days:g} days; {common.machine()}", flush=True)
+    if args.random_ids:
+        events.new_id = lambda: str(uuid.uuid4())
+    ids = "random (v4)" if args.random_ids else "time-ordered (v7)"
+    print(f"audit_scale: {args.events:,} events over {args.days:g} days, {ids} ids; "
+          f"{common.machine()}", flush=True)
     with common.session(args.keep) as (tmp, stack):
         from pathlib import Path
         path = Path(args.db) if args.db else tmp / "events.db"

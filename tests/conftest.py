@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import tempfile
+import uuid
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -17,7 +20,7 @@ from wsgiref.util import setup_testing_defaults
 
 import dataset
 import pytest
-from procs import REPO, ApiProcess, Broker, free_port, launch_api
+from procs import REPO, ApiProcess, Broker, Postgres, free_port, launch_api
 
 REPO_ROOT = REPO
 UUID7_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"  # use re.fullmatch
@@ -101,6 +104,28 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess
         yield server
     finally:
         server.stop()
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """One throwaway PostgreSQL cluster for the session (the Debian package's server). Not under
+    pytest's tmp dir: run as the postgres user, the server could not enter root's 0700 dirs."""
+    directory = Path(tempfile.mkdtemp(prefix="sts-postgres-"))
+    server = Postgres(directory).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres: Postgres) -> str:
+    """The DATABASE_URL of a new, empty database of its own."""
+    return postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
 
 
 # --- the real broker ------------------------------------------------------------------------

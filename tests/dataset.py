@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from appliance.core import database_url
 from appliance.core.timefmt import iso
 from appliance.pipeline.consumer import persist, store
 from appliance.schema import audit_db, events
@@ -55,13 +56,14 @@ def http_pair(request_id: str, at: datetime, *, path: str = "/", route: str = "/
                   {**common, "status": status, "duration_ms": duration_ms, "bytes": 10}, trace_id)]
 
 
-def write(db_path: Path, made: list[dict[str, Any]], persisted_at: datetime | None = None,
+def write(db_path: Path | str, made: list[dict[str, Any]], persisted_at: datetime | None = None,
           raw: list[bytes] = ()) -> None:
-    """Persist events (and raw messages, which become dead letters) as the consumer would."""
+    """Persist events (and raw messages, which become dead letters) as the consumer would, into
+    a SQLite file or the database of a DATABASE_URL."""
     messages = [Message(events.encode(e), i) for i, e in enumerate(made)]
     messages += [Message(r, len(messages) + i) for i, r in enumerate(raw)]
     batch = persist.classify(messages, iso(persisted_at or datetime.now(timezone.utc)))
-    target = store.Store(db_path)
+    target = store.Store(database_url.parse(db_path) if isinstance(db_path, str) else db_path)
     try:
         with target.open().atomic():
             for model, rows in batch.rows.items():

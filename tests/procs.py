@@ -142,16 +142,17 @@ class Process:
     ``stop()`` is safe to call twice."""
 
     def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path,
-                 stderr_path: Path | None = None, cwd: Path = REPO) -> None:
+                 stderr_path: Path | None = None, cwd: Path = REPO, user: str | None = None) -> None:
         self.args, self.env, self.log_path, self.stderr_path = args, dict(env), log_path, stderr_path
-        self.cwd = cwd
+        self.cwd, self.user = cwd, user
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Process":
         self._log = open(self.log_path, "ab")
         self._err = open(self.stderr_path, "ab") if self.stderr_path else None
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._log,
-                                     stderr=self._err or subprocess.STDOUT, cwd=self.cwd)
+                                     stderr=self._err or subprocess.STDOUT, cwd=self.cwd,
+                                     user=self.user, group=self.user)
         return self
 
     @property
@@ -275,6 +276,104 @@ class Broker(Process):
         return self
 
 
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+
+def postgres_bin() -> Path:
+    """The newest PostgreSQL server of the Debian package (postgresql), or skip (fail in CI)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    if not found:
+        if IN_CI:
+            pytest.fail("PostgreSQL is required in CI: apt-get install postgresql (.ci/run does)")
+        pytest.skip("PostgreSQL not installed (Debian package postgresql)")
+    return found[-1].parent
+
+
+class Postgres(Process):
+    """A throwaway PostgreSQL cluster: initdb into ``directory``, the server on 127.0.0.1:port
+    with password (scram) authentication. Run as the postgres user when the tests run as root
+    (PostgreSQL refuses root). ``stop()`` then ``start()`` is an outage with the data kept."""
+
+    USER, PASSWORD = "sts", "pw-Xq7!secret@pg"  # URL-quoted in url(): a password with signs
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.bin, self.directory = postgres_bin(), directory
+        self.port = port or free_port()
+        self.data = directory / "cluster"
+        self.sockets = directory / "sockets"
+        self.owner = "postgres" if os.geteuid() == 0 else None
+        super().__init__([str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
+                          "-k", str(self.sockets), "-c", "listen_addresses=127.0.0.1",
+                          "-c", "fsync=off", "-c", "full_page_writes=off",
+                          "-c", "max_connections=200"],
+                         dict(os.environ), directory / "postgres.log", cwd=directory, user=self.owner)
+        self._init()
+
+    def _init(self) -> None:
+        self.sockets.mkdir(parents=True, exist_ok=True)
+        pwfile = self.directory / "pwfile"
+        pwfile.write_text(self.PASSWORD + "\n")
+        if self.owner:
+            import shutil
+            for path in (self.directory, self.sockets, pwfile):
+                shutil.chown(path, self.owner, self.owner)
+        subprocess.run([
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", self.USER, "--pwfile", str(pwfile),
+            "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8",
+            # A language's collation (ICU, needing no OS locale), as most real clusters have:
+            # text order is then not byte order, which the appliance must not depend on.
+            "--locale-provider=icu", "--icu-locale=en-US"],
+            check=True, capture_output=True, timeout=120, cwd=self.directory,
+            user=self.owner, group=self.owner)
+
+    def start(self) -> "Postgres":
+        super().start()
+        wait_until(self.answers, 30, 0.1, what="PostgreSQL accepting connections")
+        return self
+
+    def answers(self) -> bool:
+        import psycopg
+        try:
+            psycopg.connect(self.dsn("postgres"), connect_timeout=2).close()
+            return True
+        except psycopg.Error:
+            return False
+
+    def dsn(self, dbname: str) -> str:
+        return (f"host=127.0.0.1 port={self.port} user={self.USER} dbname={dbname} "
+                f"password='{self.PASSWORD}'")
+
+    def url(self, dbname: str) -> str:
+        from urllib.parse import quote
+        return f"postgresql://{self.USER}:{quote(self.PASSWORD, safe='')}@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self, name: str) -> str:
+        """A new empty database; its DATABASE_URL."""
+        import psycopg
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def query(self, dbname: str, sql: str, params: tuple = ()) -> list[tuple]:
+        import psycopg
+        with psycopg.connect(self.dsn(dbname), connect_timeout=5) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def stop(self, timeout: float = STOP_TIMEOUT, signum: int = signal.SIGINT) -> int | None:
+        return super().stop(timeout, signum)  # SIGINT: PostgreSQL's fast shutdown
+
+
+def postgres_rows(url: str, sql: str) -> list[tuple]:
+    """Rows of a query, or [] while the schema is not there yet (as for SQLite)."""
+    import psycopg
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            return conn.execute(sql).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return []
+
+
 # --- the API + consumer pair -------------------------------------------------------------------
 
 
@@ -345,6 +444,8 @@ class Appliance:
     # --- the database, read directly -----------------------------------------------------
 
     def rows(self, sql: str) -> list[tuple]:
+        if self.env.get("DATABASE_URL", "").startswith("postgresql://"):
+            return postgres_rows(self.env["DATABASE_URL"], sql)
         if not self.db_path.exists():
             return []
         db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)

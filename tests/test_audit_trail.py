@@ -1,5 +1,6 @@
 """The audit trail as a product, on known data sets: every /events filter, paging by cursor,
-statistics checked exactly, export round trips, retention, and the schema's migration."""
+statistics checked exactly, export round trips, retention, and the schema's migration; each on
+both engines a DATABASE_URL can name: a SQLite file and a real PostgreSQL (a throwaway cluster)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import os
 import sqlite3
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dataset
+import psycopg
 import pytest
 from conftest import call_wsgi
 from dataset import BASE, event, http_pair
@@ -27,8 +30,39 @@ from appliance.pipeline.consumer.maintenance import Maintenance, used_bytes
 T = [BASE + timedelta(minutes=i) for i in range(20)]
 
 
+@dataclass
+class Database:
+    """Where a test's audit trail lives: DATA_DIR, and DATABASE_URL unless it is SQLite's file."""
+
+    data_dir: Path
+    url: str | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"DATA_DIR": str(self.data_dir), **({"DATABASE_URL": self.url} if self.url else {})}
+
+    def write(self, made: list, **kwargs) -> None:
+        dataset.write(self.url or self.data_dir / "events.db", made, **kwargs)
+
+    def rows(self, sql: str) -> list[tuple]:
+        if self.url:
+            with psycopg.connect(self.url) as conn:
+                return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+                        for row in conn.execute(sql).fetchall()]
+        with sqlite3.connect(self.data_dir / "events.db") as conn:
+            return conn.execute(sql).fetchall()
+
+    def store(self) -> store.Store:
+        return store.Store(Settings.from_env(self.env).database_url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path) -> Database:
+    return Database(tmp_path, request.getfixturevalue("pg_url") if request.param == "postgresql" else None)
+
+
 @pytest.fixture
-def trail(tmp_path):
+def trail(engine):
     """Twelve exchanges with known fields, an error, two custom events and a dead letter."""
     made = []
     clients = ["203.0.113.9", "203.0.113.77", "10.1.2.3", "2001:db8::5"]
@@ -42,12 +76,12 @@ def trail(tmp_path):
                                                "status": 503, "error": "KeyError", "message": "k"}))
     made.append(event("deploy.done", "dep-1", T[13], {"v": 1}))
     made.append(event("deploy.started", "dep-2", T[14], {"v": 2}))
-    dataset.write(tmp_path / "events.db", made, raw=[b"\x00junk"])
-    return tmp_path
+    engine.write(made, raw=[b"\x00junk"])
+    return engine
 
 
-def get(trail, path: str, query: str = "", **env):
-    settings = Settings.from_env({"DATA_DIR": str(trail), **env})
+def get(trail: Database, path: str, query: str = "", **env):
+    settings = Settings.from_env({**trail.env, **env})
     return call_wsgi(create_app(settings, Services(settings)), "GET", path, query=query)
 
 
@@ -115,7 +149,7 @@ def test_following_next_gives_every_row_once_in_order(trail):
 
 def test_rows_arriving_while_paging_are_neither_repeated_nor_make_others_skipped(trail):
     first = get(trail, "/events", "limit=5&type=http_response").json()
-    dataset.write(trail / "events.db", http_pair("late-new", T[19]) + http_pair("late-old", T[0] - timedelta(minutes=5)))
+    trail.write(http_pair("late-new", T[19]) + http_pair("late-old", T[0] - timedelta(minutes=5)))
     rest, query = [], f"limit=5&type=http_response&cursor={first['next']}"
     while query:
         page = get(trail, "/events", query).json()
@@ -157,12 +191,12 @@ def test_statistics_of_the_last_hour_by_default_and_of_an_empty_window(trail):
     assert until - since == timedelta(hours=1)
 
 
-def test_percentiles_are_the_nearest_rank_of_many_durations(tmp_path):
+def test_percentiles_are_the_nearest_rank_of_many_durations(engine):
     made = []
     for i in range(1000):
         made += http_pair(f"d-{i}", BASE + timedelta(milliseconds=i), duration_ms=i / 10)
-    dataset.write(tmp_path / "events.db", made)
-    stats = get(tmp_path, "/events/stats", f"since={iso(BASE)}&until={iso(BASE + timedelta(hours=1))}").json()
+    engine.write(made)
+    stats = get(engine, "/events/stats", f"since={iso(BASE)}&until={iso(BASE + timedelta(hours=1))}").json()
     assert stats["duration_ms"] == {"p50": 49.9, "p95": 94.9, "p99": 98.9}
 
 
@@ -173,7 +207,7 @@ def test_export_round_trips_the_table_over_http_and_the_command(trail):
     assert over_http == list(reversed(everything))  # oldest first
     result = subprocess.run([sys.executable, "-m", "appliance", "events", "export"], cwd=REPO,
                             capture_output=True, text=True, timeout=60,
-                            env=clean_environment({"DATA_DIR": str(trail)}))
+                            env=clean_environment(trail.env))
     assert result.returncode == 0, result.stderr
     assert [json.loads(line) for line in result.stdout.splitlines()] == over_http
 
@@ -183,7 +217,7 @@ def test_export_as_csv_with_a_window_and_a_type(trail, tmp_path):
     result = subprocess.run([sys.executable, "-m", "appliance", "events", "export", "--type", "http_response",
                              "--since", iso(T[2]), "--until", iso(T[5]), "--format", "csv",
                              "--output", str(out)], cwd=REPO, capture_output=True, text=True, timeout=60,
-                            env=clean_environment({"DATA_DIR": str(trail)}))
+                            env=clean_environment(trail.env))
     assert result.returncode == 0, result.stderr
     import csv
     rows = list(csv.DictReader(out.open()))
@@ -219,24 +253,23 @@ def test_a_huge_export_runs_in_constant_memory(tmp_path):
     assert peak_rss_kb(large) - peak_rss_kb(small) < 15_000  # KB: it does not grow with the data
 
 
-def test_retention_deletes_exactly_what_is_older_than_retention_days(tmp_path):
+def test_retention_deletes_exactly_what_is_older_than_retention_days(engine):
     now = datetime(2026, 12, 1, tzinfo=timezone.utc)
     old, young = now - timedelta(days=31), now - timedelta(days=29)
     made = http_pair("old-1", old) + http_pair("young-1", young) + [
         event("deploy.done", "old-2", old, {}), event("deploy.done", "young-2", young, {})]
-    dataset.write(tmp_path / "events.db", made)
-    dataset.write(tmp_path / "events.db", [], persisted_at=old, raw=[b"old junk"])
-    dataset.write(tmp_path / "events.db", [], persisted_at=young, raw=[b"young junk"])
-    settings = Settings.from_env({"DATA_DIR": str(tmp_path), "RETENTION_DAYS": "30"})
-    keeper = store.Store(settings.db_path)
+    engine.write(made)
+    engine.write([], persisted_at=old, raw=[b"old junk"])
+    engine.write([], persisted_at=young, raw=[b"young junk"])
+    settings = Settings.from_env({**engine.env, "RETENTION_DAYS": "30"})
+    keeper = engine.store()
     maintenance = Maintenance(settings, keeper)
     while maintenance.step(now):
         pass
-    db = sqlite3.connect(settings.db_path)
-    assert db.execute("SELECT request_id FROM http_requests").fetchall() == [("young-1",)]
-    assert db.execute("SELECT request_id FROM http_responses").fetchall() == [("young-1",)]
-    assert db.execute("SELECT request_id FROM custom_events").fetchall() == [("young-2",)]
-    assert db.execute("SELECT raw FROM dead_letters").fetchall() == [(b"young junk",)]
+    assert engine.rows("SELECT request_id FROM http_requests") == [("young-1",)]
+    assert engine.rows("SELECT request_id FROM http_responses") == [("young-1",)]
+    assert engine.rows("SELECT request_id FROM custom_events") == [("young-2",)]
+    assert engine.rows("SELECT raw FROM dead_letters") == [(b"young junk",)]
     assert maintenance.pruned == {"http_requests": 1, "http_responses": 1, "custom_events": 1,
                                   "dead_letters": 1}
     keeper.close()
@@ -284,15 +317,25 @@ def test_a_version_1_database_is_migrated_and_its_rows_keep_working(tmp_path):
     assert check.execute("PRAGMA auto_vacuum").fetchone() == (2,)
     indexes = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "httpresponse_status_occurred_at" in indexes and "httpresponse_trace_id" in indexes
-    response = get(tmp_path, "/events", "user_ip=10.9.8.0/24")
+    response = get(Database(tmp_path), "/events", "user_ip=10.9.8.0/24")
     assert [e["request_id"] for e in response.json()["events"]] == ["v1-req"]
 
 
-def test_a_database_of_a_newer_version_is_refused_not_changed(tmp_path):
-    path = tmp_path / "events.db"
-    keeper = store.Store(path)
+def test_a_database_of_a_newer_version_is_refused_not_changed(engine):
+    keeper = engine.store()
     keeper.open()
     keeper.db.execute_sql("UPDATE schema_meta SET value = '99' WHERE name = 'schema_version'")
     keeper.close()
     with pytest.raises(store.NewerSchema, match="schema version 99"):
-        store.Store(path).open()
+        engine.store().open()
+    assert engine.rows("SELECT value FROM schema_meta") == [("99",)]
+
+
+def test_opening_the_schema_again_changes_nothing(engine):
+    engine.write(http_pair("kept", T[0]))
+    for _ in range(2):
+        keeper = engine.store()
+        keeper.open()
+        keeper.close()
+    assert engine.rows("SELECT request_id FROM http_responses") == [("kept",)]
+    assert engine.rows("SELECT value FROM schema_meta WHERE name = 'schema_version'") == [("2",)]

@@ -236,3 +236,45 @@ def test_as_token_requires_eight_characters_without_spaces():
     for raw in ("short", "has a space in it"):
         with pytest.raises(ValueError, match="at least 8 characters"):
             config.as_token(raw)
+
+
+def test_database_url_defaults_to_the_sqlite_file_under_data_dir():
+    settings = Settings.from_env({"DATA_DIR": "/srv/sts"})
+    assert settings.database_url.scheme == "sqlite"
+    assert settings.database_url.path == Path("/srv/sts/events.db") == settings.db_path
+
+
+def test_a_sqlite_database_url_names_the_file():
+    settings = Settings.from_env({"DATABASE_URL": "sqlite:///var/lib/sts/audit.db"})
+    assert settings.db_path == Path("/var/lib/sts/audit.db")
+    assert str(settings.database_url) == "sqlite:///var/lib/sts/audit.db"
+
+
+def test_a_postgresql_url_is_parsed_and_its_password_never_shown():
+    raw = "postgresql://sts:p%40ss%2Fw0rd@db.example:6543/audit?sslmode=require"
+    url = Settings.from_env({"DATABASE_URL": raw}).database_url
+    assert (url.scheme, url.host, url.port, url.user, url.password, url.name) == (
+        "postgresql", "db.example", 6543, "sts", "p@ss/w0rd", "audit")
+    assert url.options == {"sslmode": "require"}
+    shown = url.redacted() + str(url) + repr(url) + repr(Settings.from_env({"DATABASE_URL": raw}))
+    assert "p@ss" not in shown and "p%40ss" not in shown
+    assert url.redacted() == "postgresql://sts:***@db.example:6543/audit"
+
+
+@pytest.mark.parametrize("value", [
+    "mysql://u:secretpw@h/db", "postgresql://u:secretpw@h", "postgresql://u:secretpw@:5/db",
+    "postgresql://u:secretpw@h:99999/db", "postgresql://u:secretpw@h/db?colour=blue",
+    "postgresql://u:secretpw@h/db?connect_timeout=soon", "sqlite://", "events.db",
+])
+def test_a_bad_database_url_is_a_one_line_error_that_does_not_repeat_it(value):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"DATABASE_URL": value})
+    message = str(caught.value)
+    assert message.startswith("DATABASE_URL=") and "\n" not in message
+    assert "sqlite:///PATH or postgresql://" in message and "secretpw" not in message
+
+
+def test_a_bad_api_token_is_not_repeated_either():
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"API_TOKEN": "short"})
+    assert "short" not in str(caught.value) and "API_TOKEN=" in str(caught.value)

@@ -8,7 +8,6 @@ import socket
 import sqlite3
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -16,8 +15,10 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from appliance.core import diskspace
 from appliance.core.config import Settings
+from appliance.core.database import ERRORS as DB_ERRORS
+from appliance.core.database import exists, is_postgres, open_database
+from appliance.core.database_url import describe_error
 from appliance.core.kafka import base_config
-from appliance.core.sqlite import read_only
 from appliance.schema import audit_db
 from appliance.schema.consumer_report import ConsumerReport
 from appliance.schema.spool import read_stats
@@ -137,16 +138,20 @@ def prometheus(settings: Settings) -> Result:
 
 
 def database(settings: Settings, report: ConsumerReport | None) -> Result:
-    path: Path = settings.db_path
-    if not path.exists():
-        return "DOWN", f"{path} does not exist (yet)", {}
+    url = settings.database_url
+    if not exists(url):
+        return "DOWN", f"{url.path} does not exist (yet)", {}
+    db = open_database(url, readonly=True, purpose="agent")
     try:
-        with read_only(path) as db:
+        with db.connection_context():
             counts, kept = audit_db.row_counts(db), audit_db.rows_kept(db)
             newest = audit_db.newest_event_at(db)
-    except sqlite3.Error as exc:
-        return "DOWN", f"cannot read {path}: {exc}", {}
-    data = {"rows": counts, "rows_kept": kept, "newest_event_at": newest,
+    except DB_ERRORS as exc:
+        return "DOWN", f"cannot read {url.redacted()}: {describe_error(exc, url)}", {}
+    finally:
+        if is_postgres(db):
+            db.close_all()
+    data = {"engine": url.scheme, "rows": counts, "rows_kept": kept, "newest_event_at": newest,
             "retention": {"retention_days": settings.retention_days, "db_max_mb": settings.db_max_mb,
                           "size_mb": report.db_size_mb if report else None,
                           "oldest_event_at": report.oldest_event_at if report else None,

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from appliance.core import database_url
+from appliance.core.database_url import DatabaseUrl
 from appliance.core.layout import DataLayout
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -164,6 +166,7 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("GIT_COMMIT", "git_commit", as_optional_str),
     ("DATA_DIR", "data_dir", as_path),
     ("DB_PATH", "db_path", as_path),
+    ("DATABASE_URL", "database_url", database_url.parse),
     ("RETENTION_DAYS", "retention_days", as_int_range(0, 36_500)),
     ("DB_MAX_MB", "db_max_mb", as_int_range(0, 10_000_000)),
     ("SPOOL_DIR", "spool_dir", as_path),
@@ -189,6 +192,7 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("METRICS_DIR", "metrics_dir", as_path),
 )
 
+SECRETS = frozenset({"API_TOKEN", "DATABASE_URL"})  # never repeated in an error
 NAMED_KAFKA_VARIABLES = frozenset(name for name, _, _ in VARIABLES if name.startswith("KAFKA_"))
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
@@ -211,6 +215,8 @@ class Settings:
     git_commit: str | None = None
     data_dir: Path = Path("data")
     db_path: Path | None = None  # default: <data_dir>/events.db
+    # default: sqlite://<db_path>; a sqlite:// URL sets db_path (core/database_url.py)
+    database_url: DatabaseUrl | None = None
     retention_days: int = 30  # events older than this are deleted; 0: kept forever
     db_max_mb: int = 1024  # megabytes the audit database may hold; past it the oldest go; 0: no limit
     spool_dir: Path | None = None  # default: <data_dir>/spool
@@ -245,8 +251,12 @@ class Settings:
     def __post_init__(self) -> None:
         # Derived paths default inside DATA_DIR so two appliances with different DATA_DIR
         # never share state.
+        if self.database_url is not None and not self.database_url.is_postgres:
+            object.__setattr__(self, "db_path", self.database_url.path)
         if self.db_path is None:
             object.__setattr__(self, "db_path", self.data_dir / "events.db")
+        if self.database_url is None:
+            object.__setattr__(self, "database_url", DatabaseUrl("sqlite", path=self.db_path))
         if self.spool_dir is None:
             object.__setattr__(self, "spool_dir", self.data_dir / "spool")
         if self.metrics_dir is None:
@@ -299,7 +309,8 @@ class Settings:
             try:
                 values[attr] = convert(raw)
             except ValueError as exc:
-                raise ConfigError(f"{name}={raw!r} is invalid: expected {exc}") from None
+                shown = "(value not shown: it holds a secret)" if name in SECRETS else repr(raw)
+                raise ConfigError(f"{name}={shown} is invalid: expected {exc}") from None
         values["kafka_extra"] = kafka_extra_properties(environ)
         return cls(**values)
 

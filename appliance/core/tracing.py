@@ -157,13 +157,13 @@ def inject_headers() -> list[tuple[str, bytes]]:
     return [(k, v.encode()) for k, v in carrier.items()]
 
 
-def consumer_span(topic: str, headers, start_time: int):
+def consumer_span(topic: str, headers, start_time: int, db_system: str = "sqlite"):
     """A CONSUMER span, child of the producer span whose context the message carries."""
     parent = PROPAGATOR.extract(headers, getter=HEADER_GETTER)
     return tracer.start_span(f"{topic} process", context=parent, kind=SpanKind.CONSUMER,
                              start_time=start_time, attributes={
                                  "messaging.system": "kafka", "messaging.operation.type": "process",
-                                 "messaging.destination.name": topic, "db.system.name": "sqlite"})
+                                 "messaging.destination.name": topic, "db.system.name": db_system})
 
 
 def _hostname() -> str:

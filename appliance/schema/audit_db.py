@@ -1,4 +1,4 @@
-"""The audit database (DB_PATH): its tables as peewee models, and the schema's version.
+"""The audit database (DATABASE_URL, by default the SQLite file DB_PATH): its tables as peewee models, and the schema's version.
 
 Written only by the consumer (pipeline/consumer/store.py); the API reads it for /events, the
 agent for its database probe. Every event table has ``event_id`` (unique: redelivery never adds
@@ -14,7 +14,6 @@ user_ip that is not an address), the filter indexes, and incremental auto-vacuum
 from __future__ import annotations
 
 import ipaddress
-import sqlite3
 
 import peewee
 
@@ -45,6 +44,7 @@ class BaseModel(peewee.Model):
 
 
 class EventModel(BaseModel):
+    id = peewee.BigAutoField()  # PostgreSQL: BIGSERIAL (N appliances pass 2**31 rows); SQLite: rowid
     event_id = peewee.CharField(max_length=64, unique=True)
     request_id = peewee.CharField(max_length=128, index=True)
     occurred_at = peewee.CharField(max_length=32, index=True)  # ISO-8601 UTC, sorts as text
@@ -75,7 +75,7 @@ class HttpRequest(EventModel):
 
 class HttpResponse(HttpRequest):
     status = peewee.IntegerField()
-    duration_ms = peewee.FloatField()
+    duration_ms = peewee.DoubleField()  # PostgreSQL's FLOAT is 4 bytes; SQLite's REAL is 8
 
     class Meta:
         table_name = "http_responses"
@@ -108,6 +108,7 @@ class CustomEvent(EventModel):
 class DeadLetter(BaseModel):
     # topic/partition/offset plus a digest of the bytes: a redelivered bad message is one row,
     # while a broker that restarted and reused the offset for other bytes still gets a new one.
+    id = peewee.BigAutoField()
     dedup_key = peewee.CharField(max_length=400, unique=True)
     topic = peewee.CharField(max_length=249)
     partition = peewee.IntegerField()
@@ -143,23 +144,36 @@ def table_name(model: type[BaseModel]) -> str:
     return model._meta.table_name
 
 
-def row_counts(db: sqlite3.Connection) -> dict[str, int]:
+def row_counts(db: peewee.Database) -> dict[str, int]:
     """Rows ever written per table, by MAX(id): O(1), and it only grows (retention deletes the
-    oldest rows, which a rate of rows written must not see)."""
-    return {table_name(model): db.execute(
+    oldest rows, which a rate of rows written must not see). On PostgreSQL, ids issued: an
+    insert that skips a duplicate still draws one from the sequence."""
+    return {table_name(model): db.execute_sql(
         f'SELECT COALESCE(MAX(id), 0) FROM "{table_name(model)}"').fetchone()[0]
         for model in ALL_MODELS}
 
 
-def rows_kept(db: sqlite3.Connection) -> dict[str, int]:
-    """Rows in each table now, by MAX(id) - MIN(id) + 1: O(1), and exact while deletions take
-    the oldest (retention does), since ids grow with time."""
+ESTIMATE_ABOVE = 100_000  # PostgreSQL: rows past which the planner's estimate is shown
+
+
+def rows_kept(db: peewee.Database) -> dict[str, int]:
+    """Rows in each table now. SQLite: MAX(id) - MIN(id) + 1, O(1) and exact while deletions
+    take the oldest (retention does), since ids grow with time and a skipped duplicate draws
+    none. PostgreSQL: its sequences have gaps, so an exact COUNT while it is cheap, then the
+    planner's estimate (pg_class.reltuples), never a scan of millions of rows per probe."""
     counts = {}
     for model in ALL_MODELS:
-        low, high = db.execute(f'SELECT MIN(id), MAX(id) FROM "{table_name(model)}"').fetchone()
-        counts[table_name(model)] = high - low + 1 if high is not None else 0
+        table = table_name(model)
+        if isinstance(db, peewee.PostgresqlDatabase):
+            estimate = db.execute_sql("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                                      (f'"{table}"',)).fetchone()[0]
+            counts[table] = (int(estimate) if estimate > ESTIMATE_ABOVE else
+                             db.execute_sql(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0])
+            continue
+        low, high = db.execute_sql(f'SELECT MIN(id), MAX(id) FROM "{table}"').fetchone()
+        counts[table] = high - low + 1 if high is not None else 0
     return counts
 
 
-def newest_event_at(db: sqlite3.Connection) -> str | None:
-    return db.execute(f'SELECT MAX(occurred_at) FROM "{table_name(HttpResponse)}"').fetchone()[0]
+def newest_event_at(db: peewee.Database) -> str | None:
+    return db.execute_sql(f'SELECT MAX(occurred_at) FROM "{table_name(HttpResponse)}"').fetchone()[0]

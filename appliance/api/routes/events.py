@@ -20,7 +20,9 @@ import peewee
 from appliance.api.auth import token_required
 from appliance.api.jsonio import HttpError, json_response
 from appliance.api.services import Services
-from appliance.core import sqlite
+from appliance.core.database import ERRORS as DB_ERRORS
+from appliance.core.database import exists, is_postgres, open_database
+from appliance.core.database_url import describe_error
 from appliance.core.timefmt import iso
 from appliance.schema import audit_db, audit_read, events
 from appliance.schema.audit_read import Search
@@ -170,19 +172,32 @@ def export_lines(search: Search) -> Iterator[bytes]:
             yield (json.dumps(event, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
-def add_event_routes(app: bottle.Bottle, services: Services) -> None:
-    # The API never writes the audit database: the models are bound to read-only connections.
-    audit_db.database.initialize(sqlite.peewee_database(services.settings.db_path, readonly=True))
-    protected = token_required(services.settings)  # events hold client IPs
-
-    def readable(body: Callable[[], Any]) -> Any:
-        if not services.settings.db_path.exists():
-            return None
+def _read(body: Callable[[], Any]) -> Any:
+    """``body`` on a connection of the pool; once more on a fresh one when the connection it got
+    was lost (a PostgreSQL that restarted leaves every idle connection of the pool dead)."""
+    for attempt in (1, 2):
         try:
             with audit_db.database.connection_context():
                 return body()
-        except peewee.PeeweeException as exc:
-            raise HttpError(503, f"events database not readable: {exc}") from None
+        except peewee.OperationalError:
+            if attempt == 2 or not is_postgres(audit_db.database.obj):
+                raise
+            audit_db.database.obj.close_idle()
+
+
+def add_event_routes(app: bottle.Bottle, services: Services) -> None:
+    # The API never writes the audit database: the models are bound to read-only connections.
+    url = services.settings.database_url
+    audit_db.database.initialize(open_database(url, readonly=True, purpose="api"))
+    protected = token_required(services.settings)  # events hold client IPs
+
+    def readable(body: Callable[[], Any]) -> Any:
+        if not exists(url):
+            return None
+        try:
+            return _read(body)
+        except DB_ERRORS as exc:
+            raise HttpError(503, f"events database not readable: {describe_error(exc, url)}") from None
 
     @app.get("/events")
     @protected
@@ -208,7 +223,7 @@ def add_event_routes(app: bottle.Bottle, services: Services) -> None:
     def export():
         search = parse_search(bottle.request.query, SEARCH_PARAMETERS - {"limit", "cursor", "order"})
         bottle.response.content_type = "application/x-ndjson"
-        if not services.settings.db_path.exists():
+        if not exists(url):
             return b""
         bottle.request.environ["sts.streamed"] = True  # the middleware passes it through
         return export_lines(search)

@@ -89,7 +89,7 @@ class EventConsumer:
         self.subscribe()
         log.info("consuming", extra={"topic": self.settings.kafka_topic_events,
                                      "group": self.settings.kafka_consumer_group,
-                                     "db_path": str(self.settings.db_path)})
+                                     "database": self.settings.database_url.redacted()})
 
     def subscribe(self) -> None:
         self.consumer.subscribe([self.settings.kafka_topic_events], on_assign=self._on_assign,
@@ -149,7 +149,7 @@ class EventConsumer:
         self.reporter.write(self.assigned)  # the agent learns at once that writes fail
         log.warning("database write failed; will retry", extra={
             "error": self.writer.last_db_error, "retry_in_s": self._backoff,
-            "db_path": str(self.settings.db_path)})
+            "database": self.settings.database_url.redacted()})
         for partition in first_offsets(messages):
             try:
                 self.consumer.seek(partition)

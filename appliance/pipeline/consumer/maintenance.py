@@ -6,6 +6,12 @@ PRUNE_BATCH rows of one table (the oldest first), then gives at most VACUUM_PAGE
 back to the filesystem (incremental auto-vacuum), so the file shrinks. Dead letters follow the
 same rules (by when they were received). Rows of schema version 1 get their ``user_ip_key``
 filled in the same way, a batch at a time.
+
+On PostgreSQL the age limit applies the same way (the consumers of N appliances may prune at
+once: each deletes the oldest batch it finds, and a row deleted twice is deleted once). DB_MAX_MB
+does not: PostgreSQL keeps the space of deleted rows for its new rows rather than giving it back
+to the filesystem, so no size it reports goes down when rows are deleted, and pruning until it
+did would delete everything. There the database's size is its operator's, and /status shows it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 import peewee
 
 from appliance.core.config import Settings
+from appliance.core.database import is_postgres
 from appliance.core.metrics import M
 from appliance.core.timefmt import iso
 from appliance.pipeline.consumer.store import Store
@@ -70,7 +77,7 @@ class Maintenance:
 
     def _prune_by_size(self, db: peewee.Database) -> int:
         limit = self.settings.db_max_mb
-        if not limit or used_bytes(db) <= limit * 2**20:
+        if not limit or is_postgres(db) or used_bytes(db) <= limit * 2**20:
             return 0
         # The oldest go first, whatever their table: delete up to the PRUNE_BATCH-th oldest.
         oldest = " UNION ALL ".join(
@@ -84,6 +91,8 @@ class Maintenance:
         return sum(self._delete_oldest(model, row[0], inclusive=True) for model in audit_db.ALL_MODELS)
 
     def _vacuum(self, db: peewee.Database) -> int:
+        if is_postgres(db):
+            return 0  # autovacuum's job
         free = db.execute_sql("PRAGMA freelist_count").fetchone()[0]
         if free:
             db.execute_sql(f"PRAGMA incremental_vacuum({VACUUM_PAGES})")
@@ -108,7 +117,8 @@ class Maintenance:
             if rows:
                 with db.atomic():
                     db.cursor().executemany(
-                        f'UPDATE "{audit_db.table_name(model)}" SET user_ip_key = ? WHERE id = ?',
+                        f'UPDATE "{audit_db.table_name(model)}" SET user_ip_key = {db.param} '
+                        f'WHERE id = {db.param}',
                         [(audit_db.ip_key(ip), row_id) for row_id, ip in rows])
                 return len(rows)
         return 0
@@ -120,7 +130,14 @@ class Maintenance:
 
 
 def used_bytes(db: peewee.Database) -> int:
-    """What the database holds, without the pages it could give back."""
+    """What the database holds, without the pages it could give back (PostgreSQL: the size of
+    the appliance's tables and their indexes)."""
+    if is_postgres(db):
+        tables = [audit_db.table_name(m) for m in audit_db.ALL_MODELS]
+        return int(db.execute_sql(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "WHERE c.relname = ANY(%s) AND c.relnamespace = current_schema()::regnamespace",
+            (tables,)).fetchone()[0])
     pages = db.execute_sql("PRAGMA page_count").fetchone()[0]
     free = db.execute_sql("PRAGMA freelist_count").fetchone()[0]
     size = db.execute_sql("PRAGMA page_size").fetchone()[0]

@@ -17,9 +17,12 @@ import threading
 import time
 
 import peewee
+import psycopg
 
 from appliance.core import tracing
 from appliance.core.config import Settings
+from appliance.core.database import ERRORS as DB_ERRORS
+from appliance.core.database_url import describe_error
 from appliance.core.metrics import M
 from appliance.core.timefmt import utc_now_iso
 from appliance.pipeline.consumer import persist
@@ -27,10 +30,10 @@ from appliance.pipeline.consumer.store import Store, insert_ignore
 from appliance.schema import audit_db
 
 log = logging.getLogger("appliance.consumer")
-DB_ERRORS = (peewee.PeeweeException, sqlite3.Error, OSError)
 # A row the database will never take, whenever it is tried: the message, not the database.
 REFUSED_ROW = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
                peewee.IntegrityError, peewee.DataError, peewee.InterfaceError,
+               psycopg.IntegrityError, psycopg.DataError,  # e.g. a NUL in a PostgreSQL text
                OverflowError, ValueError, TypeError, RecursionError)
 OPEN_RETRY = 5.0  # seconds between attempts to open a database that is not usable yet
 
@@ -38,7 +41,7 @@ OPEN_RETRY = 5.0  # seconds between attempts to open a database that is not usab
 class BatchWriter:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or Store(settings.db_path)
+        self.store = store or Store(settings.database_url)
         self.persisted: dict[str, int] = {}  # rows per table since start
         self.dead_letters = 0
         self.db_errors = 0
@@ -54,8 +57,8 @@ class BatchWriter:
                 return
             except DB_ERRORS as exc:
                 self.failed(exc)
-                log.warning("database not usable yet", extra={"error": str(exc),
-                                                              "db_path": str(self.settings.db_path)})
+                log.warning("database not usable yet", extra={
+                    "error": self.last_db_error, "database": self.settings.database_url.redacted()})
                 stop.wait(OPEN_RETRY)
 
     def write(self, messages: list) -> bool:
@@ -89,7 +92,8 @@ class BatchWriter:
     def _one_by_one(self, messages: list, persisted_at: str, first: Exception) -> persist.Batch:
         """The database refused a row of the batch: find which, store the rest."""
         log.warning("the database refused a row; writing the batch message by message",
-                    extra={"error": f"{type(first).__name__}: {first}", "messages": len(messages)})
+                    extra={"error": describe_error(first, self.settings.database_url),
+                           "messages": len(messages)})
         kept = persist.Batch()
         for msg in messages:
             one = persist.classify([msg], persisted_at)
@@ -97,7 +101,8 @@ class BatchWriter:
                 self._insert(one)
             except REFUSED_ROW as exc:
                 one = persist.Batch(dead_letters=[persist.dead_letter(
-                    msg, f"the database refused it: {type(exc).__name__}: {exc}", persisted_at)])
+                    msg, f"the database refused it: {describe_error(exc, self.settings.database_url)}",
+                    persisted_at)])
                 self._insert(one)
             for model, rows in one.rows.items():
                 kept.rows[model].extend(rows)
@@ -107,7 +112,7 @@ class BatchWriter:
     def failed(self, exc: Exception) -> None:
         self.db_errors += 1
         M.db_errors.inc()
-        self.last_db_error = f"{type(exc).__name__}: {exc}"
+        self.last_db_error = describe_error(exc, self.settings.database_url)
 
     def _count(self, batch: persist.Batch) -> None:
         for model, rows in batch.rows.items():
@@ -124,7 +129,8 @@ class BatchWriter:
         """One CONSUMER span per persisted event, child of the span that produced it."""
         topic = self.settings.kafka_topic_events
         for msg in messages:
-            span = tracing.consumer_span(topic, msg.headers(), started_ns)
+            span = tracing.consumer_span(topic, msg.headers(), started_ns,
+                                         self.settings.database_url.scheme)
             span.set_attributes({"messaging.kafka.offset": msg.offset(),
                                  "messaging.destination.partition.id": str(msg.partition())})
             span.end()
