@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .client import REQUEST_ID_PREFIX, ApplianceClient, ApplianceError
-from .metrics import STATUS_FIGURES, Scrape, Series, parse_iso, parse_scrape, rates
+from .metrics import (
+    STATUS_FIGURES,
+    Scrape,
+    Series,
+    parse_iso,
+    parse_scrape,
+    rates,
+    recent_mean,
+)
 
 EVENTS_LIMIT = 100  # newest events asked for per poll
 MAX_EVENTS = 5000  # events kept in memory; the oldest go first
@@ -23,6 +31,13 @@ STALE_AFTER = 60.0  # seconds: a figure's newest point older than this is no cur
 FIGURES = (("requests", "req/s", "/s"), ("errors", "5xx", "%"), ("p95", "p95", "ms"),
            ("persisted", "persisted", "/s"), ("lag", "lag", ""), ("spool", "spool", ""))
 METRICS_ONLY = ("requests", "errors", "p95")  # n/a without /metrics
+# Figures whose every point sums up the interval since the point before (a rate, a share, a
+# p95). Polled every second, they jump between 0 and 1/s for a request every few seconds (the
+# status agent's /healthz every 5 s): their sparkline shows each slice's mean and their value
+# the mean of the last RECENT seconds, so both say 0.2/s. Lag and spool are samples of a level:
+# a slice shows its largest, the value is the newest.
+INTERVAL_FIGURES = frozenset({"requests", "errors", "p95", "persisted"})
+RECENT = 10.0  # seconds: the value of an interval figure is the mean of its points this recent
 
 
 @dataclass
@@ -242,7 +257,8 @@ class DashboardState:
         /metrics wins where it has the figure; the /status history fills in the time before
         the first scrape (the dashboard cannot know earlier rates, the agent recorded them).
         The current value is None when the newest point is older than STALE_AFTER (e.g. the
-        lag while Kafka is down: the agent records none)."""
+        lag while Kafka is down: the agent records none); for an interval figure it is the mean
+        of the points of the RECENT seconds up to the newest."""
         metric = self.metric_series[name]
         status = self.status_series.get(name)
         if self.metrics_state == "ok" and (metric.points or name in METRICS_ONLY):
@@ -253,8 +269,9 @@ class DashboardState:
             points, source = list(status.points), "/status"
         else:
             return [], None, ""
-        current = points[-1][1] if points and now - points[-1][0] <= STALE_AFTER else None
-        return points, current, source
+        if not points or now - points[-1][0] > STALE_AFTER:
+            return points, None, source
+        return points, recent_mean(points, RECENT) if name in INTERVAL_FIGURES else points[-1][1], source
 
     @property
     def unreachable(self) -> str | None:

@@ -448,3 +448,38 @@ def test_cli_has_a_dashboard_subcommand_with_its_options():
     assert result.returncode == 0
     assert all(option in result.stdout for option in ("--url", "--token", "--interval"))
     assert run_cli("dashboard", "--interval", "0").returncode == 2
+
+
+# --- the figures agree with themselves ---------------------------------------------------------
+
+
+def healthz_only(polls: int, start: float) -> DashboardState:
+    """The state after ``polls`` polls 1 s apart of an appliance whose only traffic is the status
+    agent's /healthz every 5 s (on the real API the dashboard's own requests cancel out exactly,
+    so the points alternate 0.0 and ~1.0 req/s: one probe in one second)."""
+    state = DashboardState("http://x", 1.0, 10)
+    probes = 0
+    for i in range(polls + 1):
+        probes += i % 5 == 2  # a probe lands just before this poll
+        text = f'# TYPE http_requests_total counter\nhttp_requests_total{{status="200"}} {probes}\n'
+        state.apply(Reading(at=start + i, status={"components": {}}, metrics=text))
+    return state
+
+
+def test_an_idle_appliance_reads_its_probe_rate_beside_a_low_flat_req_s_sparkline():
+    from test_dashboard_snapshots import NOW, FakeClient, FixedClock
+
+    clock = FixedClock(NOW)
+    state = healthz_only(600, clock.now - 600)  # ten minutes: the whole sparkline
+
+    async def scenario():
+        app = DashboardApp(FakeClient({}), interval=3600, clock=clock)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await app.workers.wait_for_complete()
+            app.screen.state = state
+            app.screen.redraw()
+            await pilot.pause()
+            # 0.2 req/s: the value and every column of the line say the same; the line stays low
+            # (its scale reaches at least 1/s), while the old one stood at full height beside 0.0/s
+            assert line_with(app, "req/s").split("│")[-2].strip() == "req/s        0.2/s ▂▂▂▂▂▂▂▂▂▂▂"
+    run(scenario)
