@@ -181,32 +181,47 @@ def test_health_panel_shows_each_state_the_status_endpoint_reports(appliance):
     run(scenario)
 
 
-def test_new_events_appear_at_the_bottom_without_moving_the_view(appliance, data_dir):
+def visible_paths(app: DashboardApp) -> list[str]:
+    """The paths of the events table's rows on screen, top to bottom."""
+    lines = screen_text(app).splitlines()
+    top = next(i for i, line in enumerate(lines) if "Events " in line)
+    return [line.split()[4] for line in lines[top + 2:] if line.startswith("│ ")]
+
+
+def test_the_table_opens_on_the_newest_event_and_new_ones_come_in_above_it(appliance, data_dir):
     insert_events(data_dir, *(http_response(f"/older/{i}", seconds_ago=50 - i) for i in range(40)))
 
     async def scenario():
         app = dashboard(appliance.url)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=(80, 24)) as pilot:  # six rows on screen, of 43
             table = events_table(app)
             await until(pilot, lambda: table.row_count == 43, "the 43 seeded events")
-            assert table.cursor_row == 42  # starts on the newest, following
-            table.move_cursor(row=5)  # the reader goes back to an older event
+            # newest first, like /events: the newest on top, selected, on screen; the oldest below
+            assert [table.get_row_at(i)[3] for i in (0, 1, 42)] == ["/older/39", "/older/38", "/seeded/0"]
+            assert (table.cursor_row, table.scroll_y) == (0, 0)
+            assert visible_paths(app) == [f"/older/{i}" for i in range(39, 33, -1)]
+
+            table.move_cursor(row=30)  # the reader goes down to an older event
             await pilot.pause()
-            key, scroll = table.coordinate_to_cell_key(table.cursor_coordinate).row_key, table.scroll_y
+            key, scroll, seen = table.coordinate_to_cell_key(table.cursor_coordinate).row_key, \
+                table.scroll_y, visible_paths(app)
             assert scroll > 0
 
             insert_events(data_dir, http_response("/brand-new"))
             await until(pilot, lambda: table.row_count == 44, "the new event")
-            assert table.get_row_at(43)[3] == "/brand-new"
-            assert table.cursor_row == 5 and table.scroll_y == scroll
+            assert table.get_row_at(0)[3] == "/brand-new"
+            # it went in above: the reader's event and the view moved down with it, one row
             assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key == key
+            assert table.cursor_row == 31
+            await until(pilot, lambda: table.scroll_y == scroll + 1, "the view to keep its rows")
+            assert visible_paths(app) == seen
 
-            table.move_cursor(row=43)  # back on the newest row: the table follows again
+            table.move_cursor(row=0)  # back on the newest row: the table follows again
             await pilot.pause()
             insert_events(data_dir, http_response("/newer-still"))
             await until(pilot, lambda: table.row_count == 45, "the next event")
-            await until(pilot, lambda: "/newer-still" in screen_text(app), "the followed row on screen")
-            assert table.cursor_row == 44
+            assert table.cursor_row == 0 and table.get_row_at(0)[3] == "/newer-still"
+            await until(pilot, lambda: visible_paths(app)[0] == "/newer-still", "the followed row on screen")
     run(scenario)
 
 

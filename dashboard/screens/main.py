@@ -36,8 +36,8 @@ KEYS = (
     ("enter", "open the selected event's JSON; in the filter: keep it"),
     ("esc", "clear the filter; back from the event view"),
     ("space", "pause / resume new rows in the events table"),
-    ("↑ ↓ PgUp PgDn", "move; on the last row the table follows new events"),
-    ("Home End", "first / last event"),
+    ("↑ ↓ PgUp PgDn", "move; on the top row (the newest) it follows new events"),
+    ("Home End", "newest / oldest event"),
     ("?", "this help"),
 )
 
