@@ -11,6 +11,7 @@ import json
 import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from typing import Any
@@ -105,8 +106,13 @@ class ApplianceClient:
                                  f"GET {path}: expected a JSON object, got {type(document).__name__}")
         return document
 
-    def status(self, history_minutes: int = 0) -> dict[str, Any]:
-        return self.get_json(f"/status?history={history_minutes}" if history_minutes else "/status")
+    def status(self, history_minutes: int = 0, since: str | None = None) -> dict[str, Any]:
+        """With ``history_minutes``, the agent's rounds of those minutes; with ``since`` (the
+        time of a round, as the appliance wrote it), only the rounds recorded after it."""
+        if not history_minutes:
+            return self.get_json("/status")
+        query = {"history": history_minutes} | ({"since": since} if since else {})
+        return self.get_json(f"/status?{urllib.parse.urlencode(query)}")
 
     def version(self) -> dict[str, Any]:
         return self.get_json("/version")

@@ -19,6 +19,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from urllib.parse import quote
 
 import pytest
 from procs import launch_api, run_cli
@@ -498,3 +499,77 @@ def test_an_idle_appliance_reads_its_probe_rate_beside_a_low_flat_req_s_sparklin
             # (its scale reaches at least 1/s), while the old one stood at full height beside 0.0/s
             assert line_with(app, "req/s").split("│")[-2].strip() == "req/s        0.2/s ▂▂▂▂▂▂▂▂▂▂▂"
     run(scenario)
+
+
+# --- the status history: asked once, then only what is new ---------------------------------
+
+
+class RecordingClient(ApplianceClient):
+    """The real client, noting each /status it asks and how many history rounds came back."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.asked: list[tuple[str, int]] = []
+
+    def get_json(self, path: str) -> dict[str, Any]:
+        document = super().get_json(path)
+        if path.startswith("/status"):
+            rounds = {row[0] for rows in document.get("history", {}).values() for row in rows}
+            self.asked.append((path, len(rounds)))
+        return document
+
+
+def record_round(data_dir: Path, at: datetime, lag: int) -> str:
+    """One round of the agent at ``at``, as status_writer writes it; returns its stored time."""
+    db = status_db.connect(data_dir / "status.db")
+    try:
+        status_writer.record({"kafka": ("UP", f"lag {lag}", {"lag_total": lag}),
+                              "api": ("UP", "answers /healthz", {})}, at, 60.0, "0.1.0")
+    finally:
+        db.close()
+    return iso(at)
+
+
+def test_status_history_is_asked_for_once_then_only_the_rounds_after_the_newest_it_has(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    now = datetime.now(timezone.utc)
+    record_round(data_dir, now - timedelta(minutes=11), 1)  # older than the 10 min window
+    record_round(data_dir, now - timedelta(seconds=20), 3)
+    second = record_round(data_dir, now - timedelta(seconds=10), 5)
+    server = launch_api(data_dir)
+    try:
+        client = RecordingClient(server.url)
+
+        async def scenario():
+            app = DashboardApp(client, interval=INTERVAL)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: len(client.asked) >= 3, "three polls")
+                third = record_round(data_dir, datetime.now(timezone.utc), 7)
+                await until(pilot, lambda: f"since={quote(third)}" in client.asked[-1][0], "the new round")
+                asked = list(dict.fromkeys(client.asked))  # in order, each distinct answer once
+                # the window once (two rounds: the one of 11 min ago is outside), then each poll
+                # only what came after the newest round it had: nothing, then the new one
+                assert asked == [("/status?history=10", 2),
+                                 (f"/status?history=10&since={quote(second)}", 0),
+                                 (f"/status?history=10&since={quote(second)}", 1),
+                                 (f"/status?history=10&since={quote(third)}", 0)]
+                lag = app.screen.state.status_series["lag"]
+                assert [value for _, value in lag.points] == [3.0, 5.0, 7.0]
+        run(scenario)
+    finally:
+        server.stop()
+
+
+def test_the_history_kept_is_the_window_however_long_the_dashboard_runs():
+    state = DashboardState("http://x", 1.0, 10)
+    start = datetime(2026, 2, 3, 10, 0, tzinfo=timezone.utc)
+    for minute in range(30):  # half an hour of answers to ?since=, a round every 10 s in each
+        rounds = [[iso(start + timedelta(minutes=minute, seconds=s)), "UP", {"lag_total": minute}]
+                  for s in range(0, 60, 10)]
+        state.apply(Reading(at=0.0, status={"components": {}, "history": {"kafka": rounds}}))
+    points = state.status_series["lag"].points
+    assert state.history_since == "2026-02-03T10:29:50.000000Z"
+    assert (points[0][0], points[-1][0]) == ((start + timedelta(minutes=19, seconds=50)).timestamp(),
+                                             (start + timedelta(minutes=29, seconds=50)).timestamp())
+    assert len(points) == 61  # ten minutes of rounds 10 s apart, both ends included

@@ -83,13 +83,14 @@ class MainScreen(Screen):
         if self._timer is not None:
             self._timer.stop()
         self._timer, self.next_poll_at = None, None
-        self.fetch(self.state.wants_history, self.state.wants_version)
+        minutes, since = self.state.wants_history
+        self.fetch(minutes, since, self.state.wants_version)
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
-    def fetch(self, history_minutes: int, want_version: bool) -> None:
+    def fetch(self, history_minutes: int, history_since: str | None, want_version: bool) -> None:
         worker = get_current_worker()
         reading = gather(self.client, self.clock(), history_minutes=history_minutes,
-                         want_version=want_version)
+                         history_since=history_since, want_version=want_version)
         if not worker.is_cancelled:  # a newer refresh was asked for: its answer wins
             self.app.call_from_thread(self.apply_reading, reading)
 
