@@ -59,7 +59,7 @@ def network_reason(exc: BaseException, timeout: float) -> str:
 
 
 class ApplianceClient:
-    """GET /status, /version, /events and /metrics of one appliance."""
+    """GET /status, /version, /events, /events/stats and /metrics of one appliance."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = TIMEOUT) -> None:
         self.base_url = base_url.rstrip("/")
@@ -121,6 +121,10 @@ class ApplianceClient:
         # Newest by persisted time: an event delivered late (spool replay after a Kafka outage)
         # still lands among the newest rows, where the table picks it up.
         return self.get_json(f"/events?limit={limit}&order=persisted")
+
+    def stats(self) -> dict[str, Any]:
+        """/events/stats of the last hour (the appliance's default window)."""
+        return self.get_json("/events/stats")
 
     def metrics(self) -> str | None:
         """Prometheus text, or None when the appliance has no /metrics (404)."""

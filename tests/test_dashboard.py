@@ -36,6 +36,7 @@ from dashboard.client import ApplianceClient, ApplianceError
 from dashboard.metrics import Scrape, parse_scrape, quantile, rates
 from dashboard.screens.detail import EventDetailScreen
 from dashboard.screens.main import MainScreen
+from dashboard.screens.stats import StatsScreen
 from dashboard.state import DashboardState, Reading
 
 pytestmark = pytest.mark.e2e
@@ -73,12 +74,13 @@ def record_status(data_dir: Path, results: dict[str, tuple[str, str, dict]]) -> 
         db.close()
 
 
-def http_response(path: str = "/", status: int = 200, seconds_ago: float = 0.0) -> tuple[type, dict]:
+def http_response(path: str = "/", status: int = 200, seconds_ago: float = 0.0,
+                  user_ip: str = "203.0.113.7") -> tuple[type, dict]:
     at = now_iso(seconds_ago)
     return audit_db.HttpResponse, {
         "event_id": str(uuid.uuid4()), "request_id": f"req-{uuid.uuid4().hex[:12]}",
         "occurred_at": at, "hostname": "web-1", "persisted_at": at, "method": "GET",
-        "route": path, "path": path, "user_ip": "203.0.113.7", "status": status,
+        "route": path, "path": path, "user_ip": user_ip, "status": status,
         "duration_ms": 0.5, "bytes": 100}
 
 
@@ -135,6 +137,11 @@ def screen_text(app: DashboardApp) -> str:
     return console.export_text()
 
 
+def flat_text(app: DashboardApp) -> str:
+    """The screen's words in one line: a banner wrapped at the width reads as one sentence."""
+    return " ".join(screen_text(app).split())
+
+
 def line_with(app: DashboardApp, needle: str) -> str:
     return next((line for line in screen_text(app).splitlines() if needle in line), "")
 
@@ -155,6 +162,24 @@ def run(scenario) -> None:
 
 def events_table(app: DashboardApp) -> DataTable:
     return app.screen.query_one("#events-table", DataTable)
+
+
+class RecordingClient(ApplianceClient):
+    """The real client, noting each path it asks, and for /status how many history rounds
+    came back."""
+
+    def __init__(self, base_url: str, token: str | None = None) -> None:
+        super().__init__(base_url, token)
+        self.paths: list[str] = []
+        self.asked: list[tuple[str, int]] = []  # (a /status path, history rounds in its answer)
+
+    def get_json(self, path: str) -> dict[str, Any]:
+        self.paths.append(path)
+        document = super().get_json(path)
+        if path.startswith("/status"):
+            rounds = {row[0] for rows in document.get("history", {}).values() for row in rows}
+            self.asked.append((path, len(rounds)))
+        return document
 
 
 # --- against the real appliance -------------------------------------------------------------
@@ -303,6 +328,10 @@ def test_events_need_the_token_when_the_appliance_has_one(data_dir):
                             "the 401 banner")
                 assert "401 missing or wrong bearer token" in line_with(app, "GET /events")
                 await until(pilot, lambda: "✖ DOWN" in line_with(app, "Kafka"), "/status, open to all")
+                await pilot.press("s")  # the statistics are of events: they need it too
+                await until(pilot, lambda: "GET /events/stats: 401" in screen_text(app), "the stats banner")
+                assert line_with(app, "/events/stats: 401").strip(" │").startswith(
+                    "▲ GET /events/stats: 401 missing or wrong bearer token (pass --token or set API_TOKEN)")
             app = dashboard(server.url, TOKEN)
             async with app.run_test(size=SIZE) as pilot:
                 await until(pilot, lambda: events_table(app).row_count == 3, "the events")
@@ -310,6 +339,65 @@ def test_events_need_the_token_when_the_appliance_has_one(data_dir):
         run(scenario)
     finally:
         server.stop()
+
+
+def top_rows(app: DashboardApp, title: str) -> list[list[str]]:
+    """The rows of a top list on the stats screen as words (name, count, share), bars left out."""
+    lines = screen_text(app).splitlines()
+    top = next(i for i, line in enumerate(lines) if title in line)
+    left = lines[top].rindex("╭", 0, lines[top].index(title))
+    right = lines[top].index("╮", left)
+    rows = []
+    for line in lines[top + 1:]:
+        words = [word for word in line[left + 1:right].split() if word.strip(BAR_BLOCKS)]
+        if line[left] == "╰" or not words:
+            break
+        rows.append(words)
+    return rows
+
+
+BAR_BLOCKS = "█▉▊▋▌▍▎▏"
+
+
+def test_s_shows_the_top_clients_and_routes_of_the_last_hour(appliance, data_dir):
+    insert_events(data_dir,  # three from 203.0.113.7 are there already, one each to /seeded/0-2
+                  *(http_response("/a", user_ip="198.51.100.1", seconds_ago=100 + i) for i in range(4)),
+                  *(http_response("/b", 404, user_ip="198.51.100.2", seconds_ago=200 + i) for i in range(2)),
+                  http_response("/old", user_ip="192.0.2.99", seconds_ago=2 * 3600))  # not in the hour
+    client = RecordingClient(appliance.url)
+
+    async def scenario():
+        app = DashboardApp(client, interval=INTERVAL)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: events_table(app).row_count == 10, "the events")
+            assert "/events/stats" not in client.paths  # the main screen's polls never ask it
+            await pilot.press("s")
+            await until(pilot, lambda: "198.51.100.1" in screen_text(app), "the stats screen")
+            assert isinstance(app.screen, StatsScreen)
+            assert top_rows(app, "Top clients") == [["198.51.100.1", "4", "44.4%"],
+                                                    ["203.0.113.7", "3", "33.3%"],
+                                                    ["198.51.100.2", "2", "22.2%"]]
+            assert top_rows(app, "Top routes") == [["/a", "4", "44.4%"], ["/b", "2", "22.2%"],
+                                                   ["/seeded/0", "1", "11.1%"], ["/seeded/1", "1", "11.1%"],
+                                                   ["/seeded/2", "1", "11.1%"]]
+            assert "9 events: http_response 9" in screen_text(app)
+            assert "answers 2xx 7 · 4xx 2" in screen_text(app)
+            assert "duration p50 0.5ms · p95 0.5ms · p99 0.5ms" in screen_text(app)
+            assert "none: no request of the last hour came through a trusted proxy" in screen_text(app)
+
+            polls = len(client.asked)
+            await until(pilot, lambda: len(client.asked) >= polls + 4, "four more main polls")
+            assert client.paths.count("/events/stats") == 1  # asked on opening, next in 15 s
+
+            appliance.stop()
+            await pilot.press("r")
+            await until(pilot, lambda: "Appliance unreachable" in screen_text(app), "the banner")
+            assert "connection refused — retrying in 15 s (r: now)" in flat_text(app)  # wrapped
+            assert "Top clients (stale)" in screen_text(app)  # the last numbers stay, marked
+            assert top_rows(app, "Top clients")[0] == ["198.51.100.1", "4", "44.4%"]
+            await pilot.press("escape")
+            assert isinstance(app.screen, MainScreen)
+    run(scenario)
 
 
 # --- an appliance that misbehaves: a stub server saying exactly what a test wants -----------
@@ -375,6 +463,38 @@ def test_server_errors_and_malformed_answers_become_banners_never_crashes(stub):
             assert "✔ UP" in line_with(app, "Kafka")
             stub.answers["/events"] = (200, b'{"events": [], "count": 0}')
             await until(pilot, lambda: "expected a JSON object" not in screen_text(app), "all clear")
+    run(scenario)
+
+
+def test_stats_screen_says_why_it_has_no_numbers_and_survives_any_answer(stub):
+    url = f"http://127.0.0.1:{stub.server_address[1]}"
+    stub.answers = {"/status": (200, stub_status()), "/events": (200, b'{"events": []}'),
+                    "/events/stats": (503, b'{"error": "events database not readable: disk I/O error", '
+                                           b'"status": 503}')}
+
+    async def scenario():
+        app = dashboard(url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "Kafka" in screen_text(app), "the main screen")
+            await pilot.press("s")
+            await until(pilot, lambda: "503" in screen_text(app), "the 503 banner")
+            assert "▲ GET /events/stats: 503 events database not readable: disk I/O error — retrying in" \
+                in screen_text(app)
+            assert "no answer yet" in screen_text(app)
+            stub.answers["/events/stats"] = (404, b'{"error": "not found", "status": 404}')
+            await pilot.press("r")
+            await until(pilot, lambda: "this appliance's version has no /events/stats" in screen_text(app),
+                        "the 404 banner")
+            stub.answers["/events/stats"] = (200, json.dumps({
+                "total": "many", "by_type": [1], "by_status_class": {"2xx": -1, "5xx": 2},
+                "top_clients": [{"user_ip": "198.51.100.9", "count": 2}, "junk", {"count": None}],
+                "top_routes": None, "duration_ms": {"p50": "fast"}}).encode())
+            await pilot.press("r")
+            await until(pilot, lambda: "198.51.100.9" in screen_text(app), "what could be read")
+            assert "0 events" in screen_text(app) and "answers 5xx 2" in screen_text(app)
+            assert "duration p50 – · p95 – · p99 –" in screen_text(app)
+            assert "no answers in the last hour" in line_with(app, "198.51.100.9")  # no routes
+            assert "503" not in screen_text(app)
     run(scenario)
 
 
@@ -502,21 +622,6 @@ def test_an_idle_appliance_reads_its_probe_rate_beside_a_low_flat_req_s_sparklin
 
 
 # --- the status history: asked once, then only what is new ---------------------------------
-
-
-class RecordingClient(ApplianceClient):
-    """The real client, noting each /status it asks and how many history rounds came back."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__(base_url)
-        self.asked: list[tuple[str, int]] = []
-
-    def get_json(self, path: str) -> dict[str, Any]:
-        document = super().get_json(path)
-        if path.startswith("/status"):
-            rounds = {row[0] for rows in document.get("history", {}).values() for row in rows}
-            self.asked.append((path, len(rounds)))
-        return document
 
 
 def record_round(data_dir: Path, at: datetime, lag: int) -> str:

@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 
 from ..client import ApplianceClient
 from ..state import DashboardState, Reading, gather
+from ..stats import StatsState
 from ..widgets.banner import Banner, banner_lines
 from ..widgets.events import EventsPanel
 from ..widgets.figures import FiguresPanel
@@ -36,6 +37,7 @@ KEYS = (
     ("enter", "open the selected event's JSON; in the filter: keep it"),
     ("esc", "clear the filter; back from the event view"),
     ("space", "pause / resume new rows in the events table"),
+    ("s", "the last hour: top clients, routes, answers, latency"),
     ("↑ ↓ PgUp PgDn", "move; on the top row (the newest) it follows new events"),
     ("Home End", "newest / oldest event"),
     ("?", "this help"),
@@ -48,6 +50,7 @@ class MainScreen(Screen):
         Binding("f", "filter", "Filter"),
         Binding("slash", "filter", "Filter", show=False),
         Binding("space", "pause", "Pause"),
+        Binding("s", "stats", "Stats"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help"),
     ]
@@ -60,6 +63,7 @@ class MainScreen(Screen):
         self.client = client
         self.clock = clock
         self.state = DashboardState(client.base_url, interval, history_minutes)
+        self.stats = StatsState()  # the last /events/stats, kept while the stats screen is closed
         self.next_poll_at: float | None = None
         self._timer: Timer | None = None
 
@@ -139,6 +143,10 @@ class MainScreen(Screen):
         panel.set_query("", self.state.events.values())
         panel.remove_class("-filtering")
         panel.table.focus()
+
+    def action_stats(self) -> None:
+        from .stats import StatsScreen
+        self.app.push_screen(StatsScreen(self.client, self.state, self.stats, clock=self.clock))
 
     def action_help(self) -> None:
         from .help import HelpScreen
