@@ -24,6 +24,8 @@ from urllib.parse import quote
 import pytest
 from procs import launch_api, run_cli
 from rich.console import Console
+from test_dashboard_snapshots import NOW, FakeClient, FixedClock
+from textual.app import App
 from textual.widgets import DataTable
 
 from appliance import cli
@@ -38,6 +40,7 @@ from dashboard.screens.detail import EventDetailScreen
 from dashboard.screens.main import MainScreen
 from dashboard.screens.stats import StatsScreen
 from dashboard.state import DashboardState, Reading
+from dashboard.widgets import events as events_widget
 
 pytestmark = pytest.mark.e2e
 
@@ -248,6 +251,35 @@ def test_the_table_opens_on_the_newest_event_and_new_ones_come_in_above_it(appli
             await until(pilot, lambda: table.row_count == 45, "the next event")
             assert table.cursor_row == 0 and table.get_row_at(0)[3] == "/newer-still"
             await until(pilot, lambda: visible_paths(app)[0] == "/newer-still", "the followed row on screen")
+    run(scenario)
+
+
+def test_past_its_bound_the_table_drops_its_oldest_rows_at_once_and_keeps_the_readers(monkeypatch):
+    monkeypatch.setattr(events_widget, "MAX_EVENTS", 50)
+    monkeypatch.setattr(events_widget, "TRIM_SLACK", 20)  # trims when past 70 rows, to 50
+
+    class Panel(App[None]):
+        def compose(self):
+            yield events_widget.EventsPanel(id="events")
+
+    def batch(first: int, count: int) -> list[dict[str, Any]]:
+        return [{"event_id": f"e{i}", "event_type": "http_response", "path": f"/{i}",
+                 "occurred_at": f"2026-02-03T10:00:{i % 60:02d}.000000Z"} for i in range(first, first + count)]
+
+    async def scenario():
+        app = Panel()
+        async with app.run_test(size=(80, 24)) as pilot:
+            panel = app.query_one(events_widget.EventsPanel)
+            panel.add_events(batch(0, 60))
+            await pilot.pause()
+            panel.table.move_cursor(row=10)  # the reader on /49
+            await pilot.pause()
+            panel.add_events(batch(60, 15))  # 75 rows: past 70
+            await pilot.pause()
+            table = panel.table
+            assert table.row_count == 50
+            assert [table.get_row_at(i)[3] for i in (0, 49)] == ["/74", "/25"]  # the newest 50
+            assert table.cursor_row == 25 and table.get_row_at(25)[3] == "/49"
     run(scenario)
 
 
@@ -603,8 +635,6 @@ def healthz_only(polls: int, start: float) -> DashboardState:
 
 
 def test_an_idle_appliance_reads_its_probe_rate_beside_a_low_flat_req_s_sparkline():
-    from test_dashboard_snapshots import NOW, FakeClient, FixedClock
-
     clock = FixedClock(NOW)
     state = healthz_only(600, clock.now - 600)  # ten minutes: the whole sparkline
 

@@ -14,7 +14,6 @@ from typing import Any, Iterable
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input
 
 from ..format import event_time
@@ -23,6 +22,7 @@ from ..state import MAX_EVENTS, event_key
 COLUMNS = ("time", "type", "method", "path", "status", "user_ip", "request_id")
 PATH_WIDTH = 20  # characters of a path shown; the detail view (enter) has all of it
 REQUEST_ID_WIDTH = 8  # enough to tell requests apart at a glance
+TRIM_SLACK = MAX_EVENTS  # rows past MAX_EVENTS before the oldest go, all at once (see _trim)
 
 
 def status_cell(status: Any) -> Text:
@@ -113,17 +113,30 @@ class EventsPanel(Vertical):
         if following or selected is None:
             table.move_cursor(row=0)
             return
+        if selected not in table.rows:  # the reader was among the oldest, and they went
+            table.move_cursor(row=table.row_count - 1)
+            return
         # The new rows went in above: the selected one, and the view with it, moves down by as
         # many, once the table has grown (after the refresh) so that the scroll is not clamped.
         table.move_cursor(row=table.get_row_index(selected), scroll=False)
         table.call_after_refresh(table.scroll_to, y=scroll + added, animate=False)
 
     def _newest_first(self) -> None:
-        """Sort by arrival, newest on top; past MAX_EVENTS rows the oldest go (as in the state)."""
+        """Sort by arrival, newest on top (5 ms for 5,000 rows); past MAX_EVENTS + TRIM_SLACK
+        rows, the oldest go down to MAX_EVENTS, as in the state."""
         table = self.table
         table.sort("time", key=lambda time: time.arrival, reverse=True)
-        while table.row_count > MAX_EVENTS:
-            table.remove_row(table.coordinate_to_cell_key(Coordinate(table.row_count - 1, 0)).row_key)
+        if table.row_count > MAX_EVENTS + TRIM_SLACK:
+            self._trim()
+
+    def _trim(self) -> None:
+        """Keep the newest MAX_EVENTS rows, in one rebuild: DataTable.remove_row renumbers every
+        row, ~25 ms each at 5,000 rows (2.5 s for 100), while adding 5,000 again takes ~0.3 s."""
+        table = self.table
+        kept = [(row.key, table.get_row(row.key)) for row in table.ordered_rows[:MAX_EVENTS]]
+        table.clear()
+        for key, values in kept:
+            table.add_row(*values, key=key.value)
 
     def rebuild(self, events: Iterable[dict[str, Any]]) -> None:
         """Show ``events`` (oldest first) afresh after the filter changed, keeping the selected
