@@ -18,7 +18,7 @@ from .client import ApplianceClient
 from .options import add_arguments
 from .screens.main import MainScreen
 
-HISTORY_MINUTES = 10  # what the sparklines cover, and the /status history asked for on connect
+HISTORY_MINUTES = 10  # what the sparklines cover, and the /status history window asked for
 
 
 class DashboardApp(App[None]):

@@ -11,6 +11,7 @@ import json
 import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from typing import Any
@@ -58,7 +59,7 @@ def network_reason(exc: BaseException, timeout: float) -> str:
 
 
 class ApplianceClient:
-    """GET /status, /version, /events and /metrics of one appliance."""
+    """GET /status, /version, /events, /events/stats and /metrics of one appliance."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = TIMEOUT) -> None:
         self.base_url = base_url.rstrip("/")
@@ -105,8 +106,13 @@ class ApplianceClient:
                                  f"GET {path}: expected a JSON object, got {type(document).__name__}")
         return document
 
-    def status(self, history_minutes: int = 0) -> dict[str, Any]:
-        return self.get_json(f"/status?history={history_minutes}" if history_minutes else "/status")
+    def status(self, history_minutes: int = 0, since: str | None = None) -> dict[str, Any]:
+        """With ``history_minutes``, the agent's rounds of those minutes; with ``since`` (the
+        time of a round, as the appliance wrote it), only the rounds recorded after it."""
+        if not history_minutes:
+            return self.get_json("/status")
+        query = {"history": history_minutes} | ({"since": since} if since else {})
+        return self.get_json(f"/status?{urllib.parse.urlencode(query)}")
 
     def version(self) -> dict[str, Any]:
         return self.get_json("/version")
@@ -115,6 +121,10 @@ class ApplianceClient:
         # Newest by persisted time: an event delivered late (spool replay after a Kafka outage)
         # still lands among the newest rows, where the table picks it up.
         return self.get_json(f"/events?limit={limit}&order=persisted")
+
+    def stats(self) -> dict[str, Any]:
+        """/events/stats of the last hour (the appliance's default window)."""
+        return self.get_json("/events/stats")
 
     def metrics(self) -> str | None:
         """Prometheus text, or None when the appliance has no /metrics (404)."""

@@ -132,6 +132,16 @@ class Series:
         self.points.clear()
 
 
+def recent_mean(points: list[tuple[float, float]], seconds: float) -> float | None:
+    """The mean of the points of the last ``seconds`` up to the newest one (always included).
+    Polls come at a steady interval, so the mean of the points is the mean over that time."""
+    if not points:
+        return None
+    since = points[-1][0] - seconds
+    recent = [value for at, value in points if at > since]
+    return sum(recent) / len(recent)
+
+
 def parse_iso(text: Any) -> float | None:
     """Epoch seconds of the appliance's ``2026-02-03T10:30:45.123456Z`` stamps, else None."""
     if not isinstance(text, str):

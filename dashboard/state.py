@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .client import REQUEST_ID_PREFIX, ApplianceClient, ApplianceError
-from .metrics import STATUS_FIGURES, Scrape, Series, parse_iso, parse_scrape, rates
+from .metrics import (
+    STATUS_FIGURES,
+    Scrape,
+    Series,
+    parse_iso,
+    parse_scrape,
+    rates,
+    recent_mean,
+)
 
 EVENTS_LIMIT = 100  # newest events asked for per poll
 MAX_EVENTS = 5000  # events kept in memory; the oldest go first
@@ -23,6 +31,13 @@ STALE_AFTER = 60.0  # seconds: a figure's newest point older than this is no cur
 FIGURES = (("requests", "req/s", "/s"), ("errors", "5xx", "%"), ("p95", "p95", "ms"),
            ("persisted", "persisted", "/s"), ("lag", "lag", ""), ("spool", "spool", ""))
 METRICS_ONLY = ("requests", "errors", "p95")  # n/a without /metrics
+# Figures whose every point sums up the interval since the point before (a rate, a share, a
+# p95). Polled every second, they jump between 0 and 1/s for a request every few seconds (the
+# status agent's /healthz every 5 s): their sparkline shows each slice's mean and their value
+# the mean of the last RECENT seconds, so both say 0.2/s. Lag and spool are samples of a level:
+# a slice shows its largest, the value is the newest.
+INTERVAL_FIGURES = frozenset({"requests", "errors", "p95", "persisted"})
+RECENT = 10.0  # seconds: the value of an interval figure is the mean of its points this recent
 
 
 @dataclass
@@ -56,10 +71,10 @@ def _call(reading: Reading, name: str, request: Callable[[], Any]) -> Any:
 
 
 def gather(client: ApplianceClient, at: float, *, history_minutes: int, want_version: bool,
-           events_limit: int = EVENTS_LIMIT) -> Reading:
+           history_since: str | None = None, events_limit: int = EVENTS_LIMIT) -> Reading:
     """Ask the appliance everything one refresh needs. Blocking: call it from a worker thread."""
     reading = Reading(at=at)
-    reading.status = _call(reading, "status", lambda: client.status(history_minutes))
+    reading.status = _call(reading, "status", lambda: client.status(history_minutes, history_since))
     if reading.failure is not None and reading.failure.kind == ApplianceError.UNREACHABLE:
         return reading  # one timeout is enough: the other endpoints would fail the same way
     if want_version:
@@ -109,7 +124,9 @@ class DashboardState:
         self.connected = False
         self.last_refresh: float | None = None
         self.metrics_state = "unknown"  # "ok", "missing" (404) or "failing"
-        self.history_loaded = False
+        # The time of the newest history round we have, as the appliance wrote it: the next
+        # /status asks only for the rounds after it (the first asks for all history_minutes).
+        self.history_since: str | None = None
         self._own_keys: OrderedDict[str, None] = OrderedDict()  # events of our own polls
         self._last_scrape: Scrape | None = None
         self._last_sent = 0
@@ -117,8 +134,10 @@ class DashboardState:
     # --- what the next poll should ask ---------------------------------------------------
 
     @property
-    def wants_history(self) -> int:
-        return 0 if self.history_loaded else self.history_minutes
+    def wants_history(self) -> tuple[int, str | None]:
+        """(minutes, since) for /status?history=&since=: every poll gets the rounds it lacks,
+        after a reconnection too, and never the whole window again."""
+        return self.history_minutes, self.history_since
 
     @property
     def wants_version(self) -> bool:
@@ -150,7 +169,6 @@ class DashboardState:
             self.failure = failure
             self.failures += 1
             was, self.connected = self.connected, False
-            self.history_loaded = False  # fetch the history we missed once we are back
             self.version = {} if failure.kind == ApplianceError.UNREACHABLE else self.version
             self._last_scrape = None
             return "lost" if was else None
@@ -163,17 +181,20 @@ class DashboardState:
         history = status.get("history")
         if isinstance(history, dict):
             self._apply_history(history)
-            self.history_loaded = True
         self.status = status
         for name, entry in mapping(status.get("components")).items():
             entry = mapping(entry)
             self._add_status_point(name, parse_iso(entry.get("checked_at")), mapping(entry.get("data")))
 
     def _apply_history(self, history: dict[str, Any]) -> None:
+        newest = parse_iso(self.history_since)
         for name, rows in history.items():
             for row in rows if isinstance(rows, list) else []:
                 if isinstance(row, list) and len(row) == 3:
-                    self._add_status_point(name, parse_iso(row[0]), mapping(row[2]))
+                    at = parse_iso(row[0])
+                    self._add_status_point(name, at, mapping(row[2]))
+                    if at is not None and (newest is None or at > newest):
+                        newest, self.history_since = at, row[0]
 
     def _add_status_point(self, component: str, at: float | None, data: dict[str, Any]) -> None:
         if at is None:
@@ -242,7 +263,8 @@ class DashboardState:
         /metrics wins where it has the figure; the /status history fills in the time before
         the first scrape (the dashboard cannot know earlier rates, the agent recorded them).
         The current value is None when the newest point is older than STALE_AFTER (e.g. the
-        lag while Kafka is down: the agent records none)."""
+        lag while Kafka is down: the agent records none); for an interval figure it is the mean
+        of the points of the RECENT seconds up to the newest."""
         metric = self.metric_series[name]
         status = self.status_series.get(name)
         if self.metrics_state == "ok" and (metric.points or name in METRICS_ONLY):
@@ -253,8 +275,9 @@ class DashboardState:
             points, source = list(status.points), "/status"
         else:
             return [], None, ""
-        current = points[-1][1] if points and now - points[-1][0] <= STALE_AFTER else None
-        return points, current, source
+        if not points or now - points[-1][0] > STALE_AFTER:
+            return points, None, source
+        return points, recent_mean(points, RECENT) if name in INTERVAL_FIGURES else points[-1][1], source
 
     @property
     def unreachable(self) -> str | None:

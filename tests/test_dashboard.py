@@ -19,10 +19,13 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from urllib.parse import quote
 
 import pytest
 from procs import launch_api, run_cli
 from rich.console import Console
+from test_dashboard_snapshots import NOW, FakeClient, FixedClock
+from textual.app import App
 from textual.widgets import DataTable
 
 from appliance import cli
@@ -35,7 +38,9 @@ from dashboard.client import ApplianceClient, ApplianceError
 from dashboard.metrics import Scrape, parse_scrape, quantile, rates
 from dashboard.screens.detail import EventDetailScreen
 from dashboard.screens.main import MainScreen
+from dashboard.screens.stats import StatsScreen
 from dashboard.state import DashboardState, Reading
+from dashboard.widgets import events as events_widget
 
 pytestmark = pytest.mark.e2e
 
@@ -72,12 +77,13 @@ def record_status(data_dir: Path, results: dict[str, tuple[str, str, dict]]) -> 
         db.close()
 
 
-def http_response(path: str = "/", status: int = 200, seconds_ago: float = 0.0) -> tuple[type, dict]:
+def http_response(path: str = "/", status: int = 200, seconds_ago: float = 0.0,
+                  user_ip: str = "203.0.113.7") -> tuple[type, dict]:
     at = now_iso(seconds_ago)
     return audit_db.HttpResponse, {
         "event_id": str(uuid.uuid4()), "request_id": f"req-{uuid.uuid4().hex[:12]}",
         "occurred_at": at, "hostname": "web-1", "persisted_at": at, "method": "GET",
-        "route": path, "path": path, "user_ip": "203.0.113.7", "status": status,
+        "route": path, "path": path, "user_ip": user_ip, "status": status,
         "duration_ms": 0.5, "bytes": 100}
 
 
@@ -134,6 +140,11 @@ def screen_text(app: DashboardApp) -> str:
     return console.export_text()
 
 
+def flat_text(app: DashboardApp) -> str:
+    """The screen's words in one line: a banner wrapped at the width reads as one sentence."""
+    return " ".join(screen_text(app).split())
+
+
 def line_with(app: DashboardApp, needle: str) -> str:
     return next((line for line in screen_text(app).splitlines() if needle in line), "")
 
@@ -154,6 +165,24 @@ def run(scenario) -> None:
 
 def events_table(app: DashboardApp) -> DataTable:
     return app.screen.query_one("#events-table", DataTable)
+
+
+class RecordingClient(ApplianceClient):
+    """The real client, noting each path it asks, and for /status how many history rounds
+    came back."""
+
+    def __init__(self, base_url: str, token: str | None = None) -> None:
+        super().__init__(base_url, token)
+        self.paths: list[str] = []
+        self.asked: list[tuple[str, int]] = []  # (a /status path, history rounds in its answer)
+
+    def get_json(self, path: str) -> dict[str, Any]:
+        self.paths.append(path)
+        document = super().get_json(path)
+        if path.startswith("/status"):
+            rounds = {row[0] for rows in document.get("history", {}).values() for row in rows}
+            self.asked.append((path, len(rounds)))
+        return document
 
 
 # --- against the real appliance -------------------------------------------------------------
@@ -181,32 +210,76 @@ def test_health_panel_shows_each_state_the_status_endpoint_reports(appliance):
     run(scenario)
 
 
-def test_new_events_appear_at_the_bottom_without_moving_the_view(appliance, data_dir):
+def visible_paths(app: DashboardApp) -> list[str]:
+    """The paths of the events table's rows on screen, top to bottom."""
+    lines = screen_text(app).splitlines()
+    top = next(i for i, line in enumerate(lines) if "Events " in line)
+    return [line.split()[4] for line in lines[top + 2:] if line.startswith("│ ")]
+
+
+def test_the_table_opens_on_the_newest_event_and_new_ones_come_in_above_it(appliance, data_dir):
     insert_events(data_dir, *(http_response(f"/older/{i}", seconds_ago=50 - i) for i in range(40)))
 
     async def scenario():
         app = dashboard(appliance.url)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=(80, 24)) as pilot:  # six rows on screen, of 43
             table = events_table(app)
             await until(pilot, lambda: table.row_count == 43, "the 43 seeded events")
-            assert table.cursor_row == 42  # starts on the newest, following
-            table.move_cursor(row=5)  # the reader goes back to an older event
+            # newest first, like /events: the newest on top, selected, on screen; the oldest below
+            assert [table.get_row_at(i)[3] for i in (0, 1, 42)] == ["/older/39", "/older/38", "/seeded/0"]
+            assert (table.cursor_row, table.scroll_y) == (0, 0)
+            assert visible_paths(app) == [f"/older/{i}" for i in range(39, 33, -1)]
+
+            table.move_cursor(row=30)  # the reader goes down to an older event
             await pilot.pause()
-            key, scroll = table.coordinate_to_cell_key(table.cursor_coordinate).row_key, table.scroll_y
+            key, scroll, seen = table.coordinate_to_cell_key(table.cursor_coordinate).row_key, \
+                table.scroll_y, visible_paths(app)
             assert scroll > 0
 
             insert_events(data_dir, http_response("/brand-new"))
             await until(pilot, lambda: table.row_count == 44, "the new event")
-            assert table.get_row_at(43)[3] == "/brand-new"
-            assert table.cursor_row == 5 and table.scroll_y == scroll
+            assert table.get_row_at(0)[3] == "/brand-new"
+            # it went in above: the reader's event and the view moved down with it, one row
             assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key == key
+            assert table.cursor_row == 31
+            await until(pilot, lambda: table.scroll_y == scroll + 1, "the view to keep its rows")
+            assert visible_paths(app) == seen
 
-            table.move_cursor(row=43)  # back on the newest row: the table follows again
+            table.move_cursor(row=0)  # back on the newest row: the table follows again
             await pilot.pause()
             insert_events(data_dir, http_response("/newer-still"))
             await until(pilot, lambda: table.row_count == 45, "the next event")
-            await until(pilot, lambda: "/newer-still" in screen_text(app), "the followed row on screen")
-            assert table.cursor_row == 44
+            assert table.cursor_row == 0 and table.get_row_at(0)[3] == "/newer-still"
+            await until(pilot, lambda: visible_paths(app)[0] == "/newer-still", "the followed row on screen")
+    run(scenario)
+
+
+def test_past_its_bound_the_table_drops_its_oldest_rows_at_once_and_keeps_the_readers(monkeypatch):
+    monkeypatch.setattr(events_widget, "MAX_EVENTS", 50)
+    monkeypatch.setattr(events_widget, "TRIM_SLACK", 20)  # trims when past 70 rows, to 50
+
+    class Panel(App[None]):
+        def compose(self):
+            yield events_widget.EventsPanel(id="events")
+
+    def batch(first: int, count: int) -> list[dict[str, Any]]:
+        return [{"event_id": f"e{i}", "event_type": "http_response", "path": f"/{i}",
+                 "occurred_at": f"2026-02-03T10:00:{i % 60:02d}.000000Z"} for i in range(first, first + count)]
+
+    async def scenario():
+        app = Panel()
+        async with app.run_test(size=(80, 24)) as pilot:
+            panel = app.query_one(events_widget.EventsPanel)
+            panel.add_events(batch(0, 60))
+            await pilot.pause()
+            panel.table.move_cursor(row=10)  # the reader on /49
+            await pilot.pause()
+            panel.add_events(batch(60, 15))  # 75 rows: past 70
+            await pilot.pause()
+            table = panel.table
+            assert table.row_count == 50
+            assert [table.get_row_at(i)[3] for i in (0, 49)] == ["/74", "/25"]  # the newest 50
+            assert table.cursor_row == 25 and table.get_row_at(25)[3] == "/49"
     run(scenario)
 
 
@@ -287,6 +360,10 @@ def test_events_need_the_token_when_the_appliance_has_one(data_dir):
                             "the 401 banner")
                 assert "401 missing or wrong bearer token" in line_with(app, "GET /events")
                 await until(pilot, lambda: "✖ DOWN" in line_with(app, "Kafka"), "/status, open to all")
+                await pilot.press("s")  # the statistics are of events: they need it too
+                await until(pilot, lambda: "GET /events/stats: 401" in screen_text(app), "the stats banner")
+                assert line_with(app, "/events/stats: 401").strip(" │").startswith(
+                    "▲ GET /events/stats: 401 missing or wrong bearer token (pass --token or set API_TOKEN)")
             app = dashboard(server.url, TOKEN)
             async with app.run_test(size=SIZE) as pilot:
                 await until(pilot, lambda: events_table(app).row_count == 3, "the events")
@@ -294,6 +371,65 @@ def test_events_need_the_token_when_the_appliance_has_one(data_dir):
         run(scenario)
     finally:
         server.stop()
+
+
+def top_rows(app: DashboardApp, title: str) -> list[list[str]]:
+    """The rows of a top list on the stats screen as words (name, count, share), bars left out."""
+    lines = screen_text(app).splitlines()
+    top = next(i for i, line in enumerate(lines) if title in line)
+    left = lines[top].rindex("╭", 0, lines[top].index(title))
+    right = lines[top].index("╮", left)
+    rows = []
+    for line in lines[top + 1:]:
+        words = [word for word in line[left + 1:right].split() if word.strip(BAR_BLOCKS)]
+        if line[left] == "╰" or not words:
+            break
+        rows.append(words)
+    return rows
+
+
+BAR_BLOCKS = "█▉▊▋▌▍▎▏"
+
+
+def test_s_shows_the_top_clients_and_routes_of_the_last_hour(appliance, data_dir):
+    insert_events(data_dir,  # three from 203.0.113.7 are there already, one each to /seeded/0-2
+                  *(http_response("/a", user_ip="198.51.100.1", seconds_ago=100 + i) for i in range(4)),
+                  *(http_response("/b", 404, user_ip="198.51.100.2", seconds_ago=200 + i) for i in range(2)),
+                  http_response("/old", user_ip="192.0.2.99", seconds_ago=2 * 3600))  # not in the hour
+    client = RecordingClient(appliance.url)
+
+    async def scenario():
+        app = DashboardApp(client, interval=INTERVAL)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: events_table(app).row_count == 10, "the events")
+            assert "/events/stats" not in client.paths  # the main screen's polls never ask it
+            await pilot.press("s")
+            await until(pilot, lambda: "198.51.100.1" in screen_text(app), "the stats screen")
+            assert isinstance(app.screen, StatsScreen)
+            assert top_rows(app, "Top clients") == [["198.51.100.1", "4", "44.4%"],
+                                                    ["203.0.113.7", "3", "33.3%"],
+                                                    ["198.51.100.2", "2", "22.2%"]]
+            assert top_rows(app, "Top routes") == [["/a", "4", "44.4%"], ["/b", "2", "22.2%"],
+                                                   ["/seeded/0", "1", "11.1%"], ["/seeded/1", "1", "11.1%"],
+                                                   ["/seeded/2", "1", "11.1%"]]
+            assert "9 events: http_response 9" in screen_text(app)
+            assert "answers 2xx 7 · 4xx 2" in screen_text(app)
+            assert "duration p50 0.5ms · p95 0.5ms · p99 0.5ms" in screen_text(app)
+            assert "none: no request of the last hour came through a trusted proxy" in screen_text(app)
+
+            polls = len(client.asked)
+            await until(pilot, lambda: len(client.asked) >= polls + 4, "four more main polls")
+            assert client.paths.count("/events/stats") == 1  # asked on opening, next in 15 s
+
+            appliance.stop()
+            await pilot.press("r")
+            await until(pilot, lambda: "Appliance unreachable" in screen_text(app), "the banner")
+            assert "connection refused — retrying in 15 s (r: now)" in flat_text(app)  # wrapped
+            assert "Top clients (stale)" in screen_text(app)  # the last numbers stay, marked
+            assert top_rows(app, "Top clients")[0] == ["198.51.100.1", "4", "44.4%"]
+            await pilot.press("escape")
+            assert isinstance(app.screen, MainScreen)
+    run(scenario)
 
 
 # --- an appliance that misbehaves: a stub server saying exactly what a test wants -----------
@@ -359,6 +495,38 @@ def test_server_errors_and_malformed_answers_become_banners_never_crashes(stub):
             assert "✔ UP" in line_with(app, "Kafka")
             stub.answers["/events"] = (200, b'{"events": [], "count": 0}')
             await until(pilot, lambda: "expected a JSON object" not in screen_text(app), "all clear")
+    run(scenario)
+
+
+def test_stats_screen_says_why_it_has_no_numbers_and_survives_any_answer(stub):
+    url = f"http://127.0.0.1:{stub.server_address[1]}"
+    stub.answers = {"/status": (200, stub_status()), "/events": (200, b'{"events": []}'),
+                    "/events/stats": (503, b'{"error": "events database not readable: disk I/O error", '
+                                           b'"status": 503}')}
+
+    async def scenario():
+        app = dashboard(url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "Kafka" in screen_text(app), "the main screen")
+            await pilot.press("s")
+            await until(pilot, lambda: "503" in screen_text(app), "the 503 banner")
+            assert "▲ GET /events/stats: 503 events database not readable: disk I/O error — retrying in" \
+                in screen_text(app)
+            assert "no answer yet" in screen_text(app)
+            stub.answers["/events/stats"] = (404, b'{"error": "not found", "status": 404}')
+            await pilot.press("r")
+            await until(pilot, lambda: "this appliance's version has no /events/stats" in screen_text(app),
+                        "the 404 banner")
+            stub.answers["/events/stats"] = (200, json.dumps({
+                "total": "many", "by_type": [1], "by_status_class": {"2xx": -1, "5xx": 2},
+                "top_clients": [{"user_ip": "198.51.100.9", "count": 2}, "junk", {"count": None}],
+                "top_routes": None, "duration_ms": {"p50": "fast"}}).encode())
+            await pilot.press("r")
+            await until(pilot, lambda: "198.51.100.9" in screen_text(app), "what could be read")
+            assert "0 events" in screen_text(app) and "answers 5xx 2" in screen_text(app)
+            assert "duration p50 – · p95 – · p99 –" in screen_text(app)
+            assert "no answers in the last hour" in line_with(app, "198.51.100.9")  # no routes
+            assert "503" not in screen_text(app)
     run(scenario)
 
 
@@ -448,3 +616,95 @@ def test_cli_has_a_dashboard_subcommand_with_its_options():
     assert result.returncode == 0
     assert all(option in result.stdout for option in ("--url", "--token", "--interval"))
     assert run_cli("dashboard", "--interval", "0").returncode == 2
+
+
+# --- the figures agree with themselves ---------------------------------------------------------
+
+
+def healthz_only(polls: int, start: float) -> DashboardState:
+    """The state after ``polls`` polls 1 s apart of an appliance whose only traffic is the status
+    agent's /healthz every 5 s (on the real API the dashboard's own requests cancel out exactly,
+    so the points alternate 0.0 and ~1.0 req/s: one probe in one second)."""
+    state = DashboardState("http://x", 1.0, 10)
+    probes = 0
+    for i in range(polls + 1):
+        probes += i % 5 == 2  # a probe lands just before this poll
+        text = f'# TYPE http_requests_total counter\nhttp_requests_total{{status="200"}} {probes}\n'
+        state.apply(Reading(at=start + i, status={"components": {}}, metrics=text))
+    return state
+
+
+def test_an_idle_appliance_reads_its_probe_rate_beside_a_low_flat_req_s_sparkline():
+    clock = FixedClock(NOW)
+    state = healthz_only(600, clock.now - 600)  # ten minutes: the whole sparkline
+
+    async def scenario():
+        app = DashboardApp(FakeClient({}), interval=3600, clock=clock)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await app.workers.wait_for_complete()
+            app.screen.state = state
+            app.screen.redraw()
+            await pilot.pause()
+            # 0.2 req/s: the value and every column of the line say the same; the line stays low
+            # (its scale reaches at least 1/s), while the old one stood at full height beside 0.0/s
+            assert line_with(app, "req/s").split("│")[-2].strip() == "req/s        0.2/s ▂▂▂▂▂▂▂▂▂▂▂"
+    run(scenario)
+
+
+# --- the status history: asked once, then only what is new ---------------------------------
+
+
+def record_round(data_dir: Path, at: datetime, lag: int) -> str:
+    """One round of the agent at ``at``, as status_writer writes it; returns its stored time."""
+    db = status_db.connect(data_dir / "status.db")
+    try:
+        status_writer.record({"kafka": ("UP", f"lag {lag}", {"lag_total": lag}),
+                              "api": ("UP", "answers /healthz", {})}, at, 60.0, "0.1.0")
+    finally:
+        db.close()
+    return iso(at)
+
+
+def test_status_history_is_asked_for_once_then_only_the_rounds_after_the_newest_it_has(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    now = datetime.now(timezone.utc)
+    record_round(data_dir, now - timedelta(minutes=11), 1)  # older than the 10 min window
+    record_round(data_dir, now - timedelta(seconds=20), 3)
+    second = record_round(data_dir, now - timedelta(seconds=10), 5)
+    server = launch_api(data_dir)
+    try:
+        client = RecordingClient(server.url)
+
+        async def scenario():
+            app = DashboardApp(client, interval=INTERVAL)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: len(client.asked) >= 3, "three polls")
+                third = record_round(data_dir, datetime.now(timezone.utc), 7)
+                await until(pilot, lambda: f"since={quote(third)}" in client.asked[-1][0], "the new round")
+                asked = list(dict.fromkeys(client.asked))  # in order, each distinct answer once
+                # the window once (two rounds: the one of 11 min ago is outside), then each poll
+                # only what came after the newest round it had: nothing, then the new one
+                assert asked == [("/status?history=10", 2),
+                                 (f"/status?history=10&since={quote(second)}", 0),
+                                 (f"/status?history=10&since={quote(second)}", 1),
+                                 (f"/status?history=10&since={quote(third)}", 0)]
+                lag = app.screen.state.status_series["lag"]
+                assert [value for _, value in lag.points] == [3.0, 5.0, 7.0]
+        run(scenario)
+    finally:
+        server.stop()
+
+
+def test_the_history_kept_is_the_window_however_long_the_dashboard_runs():
+    state = DashboardState("http://x", 1.0, 10)
+    start = datetime(2026, 2, 3, 10, 0, tzinfo=timezone.utc)
+    for minute in range(30):  # half an hour of answers to ?since=, a round every 10 s in each
+        rounds = [[iso(start + timedelta(minutes=minute, seconds=s)), "UP", {"lag_total": minute}]
+                  for s in range(0, 60, 10)]
+        state.apply(Reading(at=0.0, status={"components": {}, "history": {"kafka": rounds}}))
+    points = state.status_series["lag"].points
+    assert state.history_since == "2026-02-03T10:29:50.000000Z"
+    assert (points[0][0], points[-1][0]) == ((start + timedelta(minutes=19, seconds=50)).timestamp(),
+                                             (start + timedelta(minutes=29, seconds=50)).timestamp())
+    assert len(points) == 61  # ten minutes of rounds 10 s apart, both ends included

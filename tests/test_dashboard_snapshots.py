@@ -147,10 +147,29 @@ def events() -> dict[str, Any]:
     return {"events": rows, "count": len(rows), "limit": 100}
 
 
+def stats() -> dict[str, Any]:
+    """/events/stats of the last hour of the all-up state: ~50 answers/s from a few clients."""
+    clients = (52_310, 40_112, 22_004, 9_870, 5_001, 1_200, 640, 320, 101, 12)
+    return {
+        "since": stamp(3600), "until": stamp(0), "total": 361_204,
+        "by_type": {"http_request": 180_000, "http_response": 180_000, "error": 160,
+                    "deploy.finished": 3, "dead_letter": 1},
+        "by_status_class": {"2xx": 171_950, "3xx": 12, "4xx": 7_878, "5xx": 160},
+        "top_clients": [{"user_ip": f"203.0.113.{10 + i}", "count": n} for i, n in enumerate(clients)],
+        "top_routes": [{"route": route, "count": n} for route, n in (
+            ("/", 120_400), ("/version", 40_100), ("/kafka/publish", 12_000), ("/events", 6_800),
+            ("/nope", 700))],
+        "top_proxy_chains": [{"proxy_chain": "10.0.0.2", "count": 30_000},
+                             {"proxy_chain": "10.0.0.3, 10.0.0.2", "count": 4_100}],
+        "duration_ms": {"p50": 1.21, "p95": 4.87, "p99": 18.3},
+    }
+
+
 def all_up_answers() -> dict[str, Any]:
     return {"/status": status(all_up_components(), "UP"),
             "/version": {"version": "0.1.0", "python": "3.11.7", "commit": "3f2c1ab"},
             "/events": events(),
+            "/events/stats": stats(),
             "/metrics": [metrics_text(step) for step in range(SCRAPES)]}
 
 
@@ -220,22 +239,40 @@ def test_event_detail_view(snap_compare):
     assert snap_compare(app, press=["enter"], run_before=polls(clock, 0))
 
 
+def test_stats_screen(snap_compare):
+    app, clock = make_app(all_up_answers())
+
+    async def run_before(pilot) -> None:
+        await polls(clock, 0)(pilot)
+        await pilot.press("s")
+        await settle(pilot)  # the stats screen's own worker has answered
+    assert snap_compare(app, run_before=run_before)
+
+
 def test_help(snap_compare):
     app, clock = make_app(all_up_answers())
     assert snap_compare(app, press=["question_mark"], run_before=polls(clock, 0))
 
 
-async def _save(app: DashboardApp, clock: FixedClock, path: Path, size: tuple[int, int]) -> None:
+async def _save(app: DashboardApp, clock: FixedClock, path: Path, size: tuple[int, int],
+                press: tuple[str, ...]) -> None:
     async with app.run_test(size=size) as pilot:
         await polls(clock, SCRAPES - 1)(pilot)
+        await pilot.press(*press)
+        await settle(pilot)
         app.save_screenshot(filename=path.name, path=str(path.parent))
 
 
-def save_readme_screenshot(path: str = "docs/dashboard.svg", size: tuple[int, int] = (100, 30)) -> None:
-    """The README's picture: the all-up state (run from the repository root, see dashboard/README.md)."""
+README_PICTURES = (("docs/dashboard.svg", ()), ("docs/dashboard-stats.svg", ("s",)))
+
+
+def save_readme_screenshot(size: tuple[int, int] = (100, 30)) -> None:
+    """The README's pictures: the all-up state, and its stats screen (run from the repository
+    root, see the README's Dashboard section)."""
     import asyncio
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    app, clock = make_app(all_up_answers(), SCRAPES - 1)
-    asyncio.run(_save(app, clock, target, size))
+    for path, press in README_PICTURES:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        app, clock = make_app(all_up_answers(), SCRAPES - 1)
+        asyncio.run(_save(app, clock, target, size, press))

@@ -1,1 +1,2 @@
-"""The dashboard's screens: main (everything live), detail (one event), help (the keys)."""
+"""The dashboard's screens: main (everything live), stats (the last hour), detail (one event),
+help (the keys)."""

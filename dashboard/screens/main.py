@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 
 from ..client import ApplianceClient
 from ..state import DashboardState, Reading, gather
+from ..stats import StatsState
 from ..widgets.banner import Banner, banner_lines
 from ..widgets.events import EventsPanel
 from ..widgets.figures import FiguresPanel
@@ -36,8 +37,9 @@ KEYS = (
     ("enter", "open the selected event's JSON; in the filter: keep it"),
     ("esc", "clear the filter; back from the event view"),
     ("space", "pause / resume new rows in the events table"),
-    ("↑ ↓ PgUp PgDn", "move; on the last row the table follows new events"),
-    ("Home End", "first / last event"),
+    ("s", "the last hour: top clients, routes, answers, latency"),
+    ("↑ ↓ PgUp PgDn", "move; on the top row (the newest) it follows new events"),
+    ("Home End", "newest / oldest event"),
     ("?", "this help"),
 )
 
@@ -48,6 +50,7 @@ class MainScreen(Screen):
         Binding("f", "filter", "Filter"),
         Binding("slash", "filter", "Filter", show=False),
         Binding("space", "pause", "Pause"),
+        Binding("s", "stats", "Stats"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help"),
     ]
@@ -60,6 +63,7 @@ class MainScreen(Screen):
         self.client = client
         self.clock = clock
         self.state = DashboardState(client.base_url, interval, history_minutes)
+        self.stats = StatsState()  # the last /events/stats, kept while the stats screen is closed
         self.next_poll_at: float | None = None
         self._timer: Timer | None = None
 
@@ -83,13 +87,14 @@ class MainScreen(Screen):
         if self._timer is not None:
             self._timer.stop()
         self._timer, self.next_poll_at = None, None
-        self.fetch(self.state.wants_history, self.state.wants_version)
+        minutes, since = self.state.wants_history
+        self.fetch(minutes, since, self.state.wants_version)
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
-    def fetch(self, history_minutes: int, want_version: bool) -> None:
+    def fetch(self, history_minutes: int, history_since: str | None, want_version: bool) -> None:
         worker = get_current_worker()
         reading = gather(self.client, self.clock(), history_minutes=history_minutes,
-                         want_version=want_version)
+                         history_since=history_since, want_version=want_version)
         if not worker.is_cancelled:  # a newer refresh was asked for: its answer wins
             self.app.call_from_thread(self.apply_reading, reading)
 
@@ -138,6 +143,10 @@ class MainScreen(Screen):
         panel.set_query("", self.state.events.values())
         panel.remove_class("-filtering")
         panel.table.focus()
+
+    def action_stats(self) -> None:
+        from .stats import StatsScreen
+        self.app.push_screen(StatsScreen(self.client, self.state, self.stats, clock=self.clock))
 
     def action_help(self) -> None:
         from .help import HelpScreen

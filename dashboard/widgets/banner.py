@@ -11,19 +11,32 @@ from ..client import ApplianceError
 from ..state import DashboardState
 
 
+def countdown(retry_in: float | None) -> str:
+    return "" if retry_in is None else f" — retrying in {max(0, math.ceil(retry_in))} s (r: now)"
+
+
 def banner_lines(state: DashboardState, retry_in: float | None) -> list[tuple[str, str]]:
     """(style class, text) per problem, the worst first; empty when all is well."""
-    countdown = "" if retry_in is None else f" — retrying in {max(0, math.ceil(retry_in))} s (r: now)"
     failure = state.failure
     if failure is not None:
         what = ("Appliance unreachable at" if failure.kind == ApplianceError.UNREACHABLE
                 else "No status from")
-        return [("error", f"✖ {what} {state.url}: {failure.reason}{countdown}")]
+        return [("error", f"✖ {what} {state.url}: {failure.reason}{countdown(retry_in)}")]
     lines = [("warning", f"▲ {reason}") for _, reason in sorted(state.problems.items())]
     agent = state.agent
     if state.status.get("stale") and agent.get("detail"):
         lines.append(("warning", f"▲ status agent {str(agent.get('state', '')).lower()}: {agent['detail']}"))
     return lines
+
+
+def stats_banner_lines(url: str, problem: ApplianceError | None,
+                       retry_in: float | None) -> list[tuple[str, str]]:
+    """The stats screen's one problem: why its last /events/stats got no answer."""
+    if problem is None:
+        return []
+    if problem.kind == ApplianceError.UNREACHABLE:
+        return [("error", f"✖ Appliance unreachable at {url}: {problem.reason}{countdown(retry_in)}")]
+    return [("warning", f"▲ {problem.reason}{countdown(retry_in)}")]
 
 
 class Banner(Static):

@@ -1,4 +1,4 @@
-"""The live figures: label, latest value and a sparkline over the last minutes, one line each.
+"""The live figures: label, current value and a sparkline over the last minutes, one line each.
 
 The sparkline has one column per slice of time (not per sample), starts at zero, and leaves a
 blank where there was no data, so a reconnection gap shows as a gap and a lag of 100 -> 101 does
@@ -13,30 +13,36 @@ from rich.text import Text
 from textual.widget import Widget
 
 from ..format import figure_value
-from ..state import FIGURES, DashboardState
+from ..state import FIGURES, INTERVAL_FIGURES, DashboardState
 
 BARS = "▁▂▃▄▅▆▇█"
 LABEL_WIDTH, VALUE_WIDTH = 10, 8
+SCALE_FLOOR = 1.0  # the least a full bar stands for, in the figure's unit (1/s, 1 %, 1 ms, 1 event)
 
 
-def sparkline(points: list[tuple[float, float]], start: float, end: float, width: int) -> str:
-    """One character per (end-start)/width seconds: the slice's largest value, ' ' for none."""
+def sparkline(points: list[tuple[float, float]], start: float, end: float, width: int, *,
+              mean: bool = False) -> str:
+    """One character per (end-start)/width seconds, ' ' for a slice without data; otherwise the
+    slice's largest value, or with ``mean`` (figures whose points each sum up an interval) the
+    mean of its points. The scale runs from zero to the largest slice, and to at least SCALE_FLOOR:
+    0.2 req/s draws a low line, not a full one."""
     if width <= 0 or end <= start:
         return ""
     step = (end - start) / width
-    slices: list[float | None] = [None] * width
+    slices: list[list[float]] = [[] for _ in range(width)]
     for at, value in points:
         index = int((at - start) / step)
         if 0 <= index <= width:
-            index = min(index, width - 1)
-            current = slices[index]
-            slices[index] = value if current is None else max(current, value)
-    top = max((v for v in slices if v is not None), default=0.0)
+            slices[min(index, width - 1)].append(value)
+    combined = [None if not values else sum(values) / len(values) if mean else max(values)
+                for values in slices]
+    top = max((v for v in combined if v is not None), default=0.0)
+    top = max(top, SCALE_FLOOR)
     out = []
-    for value in slices:
+    for value in combined:
         if value is None:
             out.append(" ")
-        elif value <= 0 or top <= 0:
+        elif value <= 0:
             out.append(BARS[0])
         else:
             out.append(BARS[max(1, min(len(BARS) - 1, round(value / top * (len(BARS) - 1))))])
@@ -49,6 +55,7 @@ class FigureRow:
     value: str
     points: list[tuple[float, float]]
     available: bool
+    mean: bool = False  # the sparkline shows each slice's mean (see INTERVAL_FIGURES)
 
 
 class FiguresPanel(Widget):
@@ -72,7 +79,7 @@ class FiguresPanel(Widget):
         points, latest, source = state.figure(name, now)
         if not source:
             return FigureRow(label, "n/a", [], False)
-        return FigureRow(label, figure_value(latest, unit), points, True)
+        return FigureRow(label, figure_value(latest, unit), points, True, name in INTERVAL_FIGURES)
 
     def render(self) -> Text:
         width = self.content_size.width
@@ -85,5 +92,5 @@ class FiguresPanel(Widget):
             text.append(f"{row.value:>{VALUE_WIDTH}}", style="" if row.available else "dim")
             if spark_width:
                 text.append(" ")
-                text.append(sparkline(row.points, *self.span, spark_width), style="cyan")
+                text.append(sparkline(row.points, *self.span, spark_width, mean=row.mean), style="cyan")
         return text
