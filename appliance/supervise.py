@@ -79,6 +79,15 @@ def up_environment(settings: Settings, environ: dict[str, str]) -> tuple[dict[st
 
 
 def up(settings: Settings) -> int:
+    try:
+        return _up(settings)
+    except OSError as exc:  # DATA_DIR missing, read-only or not ours (a tmpfs owned by root)
+        print(f"simple-time-service: DATA_DIR={settings.data_dir} is not usable ({exc}): expected "
+              f"a directory that uid {os.getuid()} can write", file=sys.stderr)
+        return 2
+
+
+def _up(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.layout.supervisor_socket.exists():
         try:

@@ -6,6 +6,7 @@ SQLite file can be shared through DB_PATH)."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import uuid
@@ -36,6 +37,16 @@ def test_a_bad_choice_of_programs_is_one_line_and_exit_2(tmp_path, args, env, li
     result = run_cli("up", *args, env={"DATA_DIR": str(data_dir), **env})
     assert (result.returncode, result.stderr, result.stdout) == (2, line + "\n", "")
     assert not data_dir.exists()
+
+
+def test_an_unusable_data_dir_is_one_line_and_exit_2(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_cli("up", env={"DATA_DIR": str(blocker / "data")})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"simple-time-service: DATA_DIR={blocker / 'data'} is not usable (")
+    assert result.stderr.endswith(f"): expected a directory that uid {os.getuid()} can write\n")
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_up_help_names_the_programs_option():
