@@ -79,36 +79,42 @@ def up_environment(settings: Settings, environ: dict[str, str]) -> tuple[dict[st
 
 
 def up(settings: Settings) -> int:
+    env, programs = up_environment(settings, dict(os.environ))
+    if not programs:
+        print("simple-time-service: nothing to run (the only program chosen, broker, is not "
+              "available)", file=sys.stderr)
+        return 1
     try:
-        return _up(settings)
-    except OSError as exc:  # DATA_DIR missing, read-only or not ours (a tmpfs owned by root)
+        if already_running(settings):
+            return 1
+        prepare_data_dir(settings, programs)
+    except OSError as exc:  # DATA_DIR read-only, or not ours (a tmpfs owned by root)
         print(f"simple-time-service: DATA_DIR={settings.data_dir} is not usable ({exc}): expected "
               f"a directory that uid {os.getuid()} can write", file=sys.stderr)
         return 2
+    supervisord = shutil.which("supervisord", path=os.path.dirname(sys.executable)) or "supervisord"
+    os.execvpe(supervisord, [supervisord, "-n", "-c", str(settings.layout.supervisord_conf)], env)
 
 
-def _up(settings: Settings) -> int:
+def already_running(settings: Settings) -> bool:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.layout.supervisor_socket.exists():
         try:
             client(settings).supervisor.getState()
             print(f"simple-time-service: already running with DATA_DIR={settings.data_dir}",
                   file=sys.stderr)
-            return 1
+            return True
         except NotRunning:
             settings.layout.supervisor_socket.unlink()  # left behind by a killed supervisord
-    env, programs = up_environment(settings, dict(os.environ))
-    if not programs:
-        print("simple-time-service: nothing to run (the only program chosen, broker, is not "
-              "available)", file=sys.stderr)
-        return 1
+    return False
+
+
+def prepare_data_dir(settings: Settings, programs: tuple[str, ...]) -> None:
     PauseFlag(settings.layout.pause_flag).clear()  # left by an agent killed mid-recycle
     # Counters start from zero with the appliance: old processes' sample files would otherwise
     # be summed in forever (prometheus_client multiprocess mode).
     shutil.rmtree(settings.metrics_dir, ignore_errors=True)
     settings.layout.supervisord_conf.write_text(supervisord_config(programs))
-    supervisord = shutil.which("supervisord", path=os.path.dirname(sys.executable)) or "supervisord"
-    os.execvpe(supervisord, [supervisord, "-n", "-c", str(settings.layout.supervisord_conf)], env)
 
 
 def down(settings: Settings, timeout: float = 90.0) -> int:

@@ -13,7 +13,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from procs import Appliance, Process, broker_binary, free_port, run_cli, wait_until
+from procs import (
+    Appliance,
+    Process,
+    broker_binary,
+    free_port,
+    launch_api,
+    run_cli,
+    wait_until,
+)
 
 # --- bad choices: one line, exit 2, nothing started or created -------------------------------
 
@@ -53,6 +61,21 @@ def test_up_help_names_the_programs_option():
     result = run_cli("up", "--help")
     assert result.returncode == 0
     assert "--programs LIST" in result.stdout and "APPLIANCE_PROGRAMS" in result.stdout
+
+
+def test_an_api_without_an_agent_says_so_in_status(tmp_path):
+    api = launch_api(tmp_path / "data", {"APPLIANCE_PROGRAMS": "api"})
+    try:
+        reply = api.get("/status")
+    finally:
+        api.stop()
+    body = reply.json()
+    assert reply.status == 200
+    assert body["agent"] == {"state": "DISABLED", "detail": "the agent is not run by this "
+                                                            "appliance (APPLIANCE_PROGRAMS=api)"}
+    assert set(body["components"]) == {"disk"}
+    assert body["overall"] == body["components"]["disk"]["state"] == "UP"
+    assert body["stale"] is True
 
 
 # --- two appliances, two roles, real supervisord ---------------------------------------------
