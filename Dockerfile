@@ -5,6 +5,11 @@
 #   docker run -d -p 8080:8080 -v sts-data:/var/lib/simple-time-service simple-time-service
 #   docker stop -t 70 CONTAINER    # supervisord stops api, agent, consumer, broker in order
 #
+# Everything the appliance writes is under DATA_DIR (databases, spool, metrics, supervisord's
+# socket, pid and config), so it runs with a read-only root file system, e.g.
+#   docker run --read-only --tmpfs /var/lib/simple-time-service:uid=10001,gid=10001 ...
+# (a tmpfs loses the spool with the container: a volume keeps it).
+#
 # Settings are the README's environment variables (docker run -e ...); KAFKA_BROKERS=host:port
 # uses an external Kafka instead of the embedded broker.
 

@@ -38,6 +38,24 @@ def dashboard_options(command: argparse.ArgumentParser) -> None:
     add_arguments(command)
 
 
+def run_up(settings: Settings, args: argparse.Namespace) -> int:
+    from appliance.supervise import up
+    if args.programs is not None:
+        try:
+            settings = settings.with_programs(args.programs, "--programs")
+        except ConfigError as exc:
+            return configuration_error(exc)
+    return up(settings)
+
+
+def up_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--programs", metavar="LIST",
+        help="the programs to supervise, comma-separated, of api, consumer, agent, broker "
+             "(default: APPLIANCE_PROGRAMS, else api,consumer,agent and broker with "
+             "KAFKA_BROKERS=embedded)")
+
+
 def run_events(settings: Settings, args: argparse.Namespace) -> int:
     from appliance.export import run
     return run(settings, args)
@@ -53,7 +71,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     "consumer": ("persist events from Kafka into SQLite in the foreground",
                  process(".programs:run_consumer")),
     "agent": ("probe every component and record its health", process(".programs:run_agent")),
-    "up": ("run the whole appliance (supervisord) in the foreground", process(".supervise:up")),
+    "up": ("run the whole appliance (supervisord) in the foreground", run_up),
     "down": ("stop the appliance running with this DATA_DIR", process(".supervise:down")),
     "ps": ("show the supervised processes", process(".supervise:ps")),
     "status": ("same as ps", process(".supervise:ps")),
@@ -62,7 +80,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     "events": ("the audit trail: events export", run_events),
 }
 OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "dashboard": dashboard_options, "events": events_options}
+    "dashboard": dashboard_options, "events": events_options, "up": up_options}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -83,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        print(f"simple-time-service: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return configuration_error(exc)
     return COMMANDS[args.command][1](settings, args)
+
+
+def configuration_error(exc: ConfigError) -> int:
+    print(f"simple-time-service: configuration error: {exc}", file=sys.stderr)
+    return 2

@@ -106,6 +106,8 @@ def test_values_from_the_environment_are_converted():
     ("SHUTDOWN_DELAY", "soon", "a number from 0 to 300"),
     ("POD_IP", "pod-1", "an IPv4 or IPv6 address"),
     ("KAFKA_TOPIC_EVENTS", "bad topic!", "a Kafka topic name"),
+    ("APPLIANCE_PROGRAMS", "api,web", "a comma-separated list of api, consumer, agent, broker"),
+    ("APPLIANCE_PROGRAMS", " , ", "a comma-separated list of api, consumer, agent, broker"),
 ])
 def test_invalid_value_raises_config_error_naming_variable_value_and_expectation(name, value, expected):
     with pytest.raises(ConfigError) as caught:
@@ -122,6 +124,42 @@ def test_config_error_is_a_value_error_without_chained_cause():
         Settings.from_env({"PORT": "abc"})
     assert isinstance(caught.value, ConfigError)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+# --- the programs `up` supervises ------------------------------------------------------------
+
+
+def test_programs_default_to_all_with_the_broker_only_for_the_embedded_one():
+    assert Settings.from_env({}).programs == ("consumer", "agent", "api")
+    assert Settings.from_env({"KAFKA_BROKERS": "kafka:9092"}).programs == ("consumer", "agent", "api")
+    assert Settings.from_env({"KAFKA_BROKERS": "embedded"}).programs == (
+        "broker", "consumer", "agent", "api")
+
+
+def test_appliance_programs_chooses_a_subset_in_start_order():
+    settings = Settings.from_env({"APPLIANCE_PROGRAMS": " API, consumer,api ",
+                                  "KAFKA_BROKERS": "kafka:9092"})
+    assert settings.programs == ("consumer", "api")
+
+
+def test_the_broker_program_without_the_embedded_broker_is_a_config_error():
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"APPLIANCE_PROGRAMS": "broker,api", "KAFKA_BROKERS": "kafka:9092"})
+    assert str(caught.value) == ("APPLIANCE_PROGRAMS='broker,api' is invalid: the broker program "
+                                 "runs only with KAFKA_BROKERS=embedded (KAFKA_BROKERS='kafka:9092')")
+
+
+def test_the_programs_option_replaces_the_variable_and_is_checked_the_same_way():
+    settings = Settings.from_env({"APPLIANCE_PROGRAMS": "api", "KAFKA_BROKERS": "embedded"})
+    assert settings.with_programs("broker,consumer", "--programs").programs == ("broker", "consumer")
+    with pytest.raises(ConfigError) as caught:
+        settings.with_programs("api,,nope", "--programs")
+    assert str(caught.value) == ("--programs='api,,nope' is invalid: expected a comma-separated "
+                                 "list of api, consumer, agent, broker, e.g. api,consumer,agent")
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({}).with_programs("broker", "--programs")
+    assert str(caught.value) == ("--programs='broker' is invalid: the broker program runs only "
+                                 "with KAFKA_BROKERS=embedded (KAFKA_BROKERS='')")
 
 
 # --- Kafka properties passed through to librdkafka -----------------------------------------

@@ -31,7 +31,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
 VERSION = (REPO / "VERSION").read_text().strip()
-IMAGE = "localhost/simple-time-service:test"
+# STS_TEST_IMAGE: another tag, so runs from two checkouts on one engine do not retag each other's image.
+IMAGE = os.environ.get("STS_TEST_IMAGE", "localhost/simple-time-service:test")
 DATA_DIR = "/var/lib/simple-time-service"
 PROCESSES = ("api", "consumer", "agent", "broker")
 BUILD_TIMEOUT = 900.0  # seconds for a cold build (apt + pip downloads)
@@ -340,3 +341,71 @@ def test_stop_is_graceful_within_the_timeout(container: Container) -> None:
     for name in PROCESSES:
         assert f"stopped: {name} (exit status 0)" in logs, f"{name} did not stop cleanly:\n{tail(logs)}"
     assert "SIGKILL" not in logs
+
+
+# --- read-only root file system, DATA_DIR on a tmpfs (what Kubernetes' readOnlyRootFilesystem
+# with an emptyDir gives) ------------------------------------------------------------------------
+
+
+def tmpfs_options(engine: list[str], user: str) -> list[str]:
+    """A tmpfs DATA_DIR the image's user owns. Podman chowns it with ``U`` and also gets no
+    writable /tmp, /run, /var/tmp (its --read-only adds them; Docker's does not); Docker takes
+    the tmpfs mount options uid= and gid=."""
+    if "podman" in run([*engine, "--version"]).stdout.lower():
+        return ["--read-only-tmpfs=false", "--tmpfs", f"{DATA_DIR}:U"]
+    uid, _, gid = user.partition(":")
+    return ["--tmpfs", f"{DATA_DIR}:uid={uid},gid={gid or uid}"]
+
+
+@pytest.fixture(scope="module")
+def read_only(engine: list[str], image: str) -> Iterator[Container]:
+    box = Container(engine, f"sts-test-ro-{uuid.uuid4().hex[:10]}", free_port())
+    user = image_config(engine, image)["Config"]["User"]
+    try:
+        result = box.engine_run("run", "-d", "--name", box.name, "--read-only",
+                                *tmpfs_options(engine, user), "-p", f"127.0.0.1:{box.port}:8080", image)
+        assert result.returncode == 0, f"run failed:\n{result.stdout}{result.stderr}"
+        box.wait_healthy(HEALTHY_TIMEOUT)
+        yield box
+    finally:
+        box.engine_run("rm", "--force", "--volumes", box.name, timeout=120)
+
+
+@pytest.mark.e2e
+def test_read_only_root_with_a_tmpfs_data_dir_runs_every_process_and_the_pipeline(read_only: Container) -> None:
+    mounts = read_only.python("import json; print(json.dumps([l.split()[1:4] for l in open('/proc/mounts')]))")
+    assert [DATA_DIR, "tmpfs"] == next(m[:2] for m in mounts if m[0] == DATA_DIR)
+    assert "ro" in next(m[2] for m in mounts if m[0] == "/").split(",")
+    test_status_shows_every_process_and_kafka_up(read_only)
+    test_a_request_lands_in_events(read_only)
+
+
+@pytest.mark.e2e
+def test_read_only_container_can_write_only_in_data_dir(read_only: Container) -> None:
+    probe = read_only.python(
+        "import json, os\n"
+        "def writable(d):\n"
+        "    try:\n"
+        "        with open(os.path.join(d, '.probe'), 'w'): pass\n"
+        "    except OSError as exc:\n"
+        "        return exc.strerror\n"
+        "    os.remove(os.path.join(d, '.probe'))\n"
+        "    return 'writable'\n"
+        "dirs = ['/', '/tmp', '/var/tmp', '/run', '/opt/simple-time-service', os.path.expanduser('~'),\n"
+        f"        {DATA_DIR!r}]\n"
+        "print(json.dumps({d: writable(d) for d in dirs}))\n")
+    assert probe == {"/": "Read-only file system", "/tmp": "Read-only file system",
+                     "/var/tmp": "Read-only file system", "/run": "Read-only file system",
+                     "/opt/simple-time-service": "Read-only file system",
+                     DATA_DIR: "writable"}  # the home directory is DATA_DIR
+
+
+@pytest.mark.e2e
+def test_read_only_container_stops_gracefully(read_only: Container) -> None:
+    result = read_only.engine_run("stop", "-t", str(STOP_TIMEOUT), read_only.name, timeout=STOP_TIMEOUT + 60)
+    logs = read_only.logs()
+    assert result.returncode == 0, f"{result.stdout}{result.stderr}"
+    assert read_only.state("ExitCode") == "0", tail(logs)
+    for name in PROCESSES:
+        assert f"stopped: {name} (exit status 0)" in logs, f"{name} did not stop cleanly:\n{tail(logs)}"
+    assert "Read-only file system" not in logs and "Permission denied" not in logs, tail(logs)

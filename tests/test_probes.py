@@ -157,3 +157,32 @@ def test_broker_recycles_by_the_agent_are_not_failures(tmp_path, monkeypatch):
         pid[0] += 1
         probe.broker_extra = {"recycles": recycles}
         assert probe()["process.broker"][0] == "UP"
+
+
+def test_programs_deliberately_not_run_are_disabled_not_down(tmp_path, monkeypatch):
+    from appliance.agent.processes import ProcessProbe
+    from appliance.core import supervisor
+
+    monkeypatch.setattr(supervisor, "processes", lambda settings: [{
+        "name": "consumer", "pid": 100, "statename": "RUNNING", "now": 10, "start": 5,
+        "description": "pid 100, uptime 0:00:05"}])
+    s = settings(tmp_path, APPLIANCE_PROGRAMS="consumer,agent", KAFKA_BROKERS="127.0.0.1:9")
+    results = ProcessProbe(s)()
+    assert set(results) == {"process.consumer", "process.api", "process.agent", "process.broker"}
+    assert results["process.api"] == (
+        "DISABLED", "not run by this appliance (APPLIANCE_PROGRAMS=consumer,agent)", {})
+    assert results["process.agent"] == (
+        "DOWN", "chosen, but supervisord has no program agent (restart the appliance)", {})
+    assert results["process.broker"] == ("DISABLED", "external or no Kafka", {})
+    assert probes.api(s) == ("DISABLED", "not run by this appliance (APPLIANCE_PROGRAMS=consumer,agent)", {})
+    assert probes.spool(s, {})[0] == "DISABLED"
+
+
+def test_an_embedded_broker_left_to_another_appliance_is_disabled(tmp_path, monkeypatch):
+    from appliance.agent.processes import ProcessProbe
+    from appliance.core import supervisor
+
+    monkeypatch.setattr(supervisor, "processes", lambda settings: [])
+    s = settings(tmp_path, APPLIANCE_PROGRAMS="api", KAFKA_BROKERS="embedded")
+    assert ProcessProbe(s)()["process.broker"] == (
+        "DISABLED", "not run by this appliance (APPLIANCE_PROGRAMS=api)", {})

@@ -44,7 +44,9 @@ class Agent:
 
     def round(self) -> dict[str, Result]:
         """Probe everything once and record it; a failing probe is DOWN, never a crash."""
-        api_kafka = probes.api_kafka_status(self.settings) if self.settings.kafka_enabled else {}
+        settings = self.settings
+        asks_api = settings.kafka_enabled and "api" in settings.programs
+        api_kafka = probes.api_kafka_status(settings) if asks_api else {}
         results = {name: safely(name, probe) for name, probe in self.probes(api_kafka).items()}
         self.processes.broker_extra = {"recycles": self.recycler.recycles,
                                        "last_recycle_reason": self.recycler.last_reason}

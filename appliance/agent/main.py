@@ -17,7 +17,7 @@ log = logging.getLogger("appliance.agent")
 def watch(runtime: Runtime, settings: Settings) -> int:
     # A pause flag left by an agent killed mid-recycle would keep the API from sending.
     PauseFlag(settings.layout.pause_flag).clear()
-    if settings.embedded_broker:
+    if "broker" in settings.programs:
         ensure_broker_running(settings)
     status_db.connect(settings.status_db_path)
     log.info("agent started", extra={"interval_s": settings.status_interval,

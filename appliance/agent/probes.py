@@ -45,7 +45,13 @@ def api_kafka_status(settings: Settings) -> dict[str, Any]:
         return {}
 
 
+def not_run(settings: Settings) -> Result:
+    return "DISABLED", f"not run by this appliance (APPLIANCE_PROGRAMS={','.join(settings.programs)})", {}
+
+
 def api(settings: Settings) -> Result:
+    if "api" not in settings.programs:
+        return not_run(settings)
     try:
         status, _ = http_get(f"http://127.0.0.1:{settings.port}/healthz")
     except OSError as exc:
@@ -167,6 +173,8 @@ def spool(settings: Settings, api_kafka: dict[str, Any]) -> Result:
     not there. ``api_kafka`` is the API's /kafka/status ({} when it does not answer)."""
     if not settings.kafka_enabled:
         return "DISABLED", "Kafka off: nothing to spool", {}
+    if "api" not in settings.programs:  # the spool is the API's
+        return not_run(settings)
     try:
         stats = read_stats(settings.spool_dir)
     except sqlite3.Error as exc:

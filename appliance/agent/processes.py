@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from appliance.agent.probes import Result
+from appliance.agent.probes import Result, not_run
 from appliance.core import metrics, supervisor
-from appliance.core.config import Settings
+from appliance.core.config import PROGRAMS, Settings
 from appliance.schema.consumer_report import ConsumerReport
 
 
@@ -59,12 +59,20 @@ class ProcessProbe:
             infos = supervisor.processes(self.settings)
         except supervisor.NotRunning:
             return {"processes": ("DISABLED", "not running under supervisord", {})}
-        return {f"process.{info['name']}": self._one(info) for info in infos}
+        results = {f"process.{info['name']}": self._one(info) for info in infos}
+        for name in PROGRAMS:  # `up` configures only the programs chosen: the rest are not run
+            results.setdefault(f"process.{name}", self.unlisted(name))
+        return results
+
+    def unlisted(self, name: str) -> Result:
+        if name == "broker" and not self.settings.embedded_broker:
+            return "DISABLED", "external or no Kafka", {}
+        if name in self.settings.programs:
+            return "DOWN", f"chosen, but supervisord has no program {name} (restart the appliance)", {}
+        return not_run(self.settings)
 
     def _one(self, info: dict[str, Any]) -> Result:
         name, pid, state = info["name"], info["pid"], info["statename"]
-        if name == "broker" and not self.settings.embedded_broker:
-            return "DISABLED", "external or no Kafka", {}
         self._count_restart(name, pid)
         data = {"pid": pid, "uptime_s": info["now"] - info["start"] if state == "RUNNING" else 0,
                 "restarts": self.restarts.get(name, 0), "statename": state}

@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -139,6 +139,17 @@ SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
             "parentbased_always_off", "parentbased_traceidratio")
 
 
+# The supervised programs, in the order supervisord starts them (conf/supervisord.conf).
+PROGRAMS = ("broker", "consumer", "agent", "api")
+
+
+def as_programs(raw: str) -> tuple[str, ...]:
+    names = {name.strip().lower() for name in raw.split(",") if name.strip()}
+    if not names or not names <= set(PROGRAMS):
+        raise ValueError("a comma-separated list of api, consumer, agent, broker, e.g. api,consumer,agent")
+    return tuple(program for program in PROGRAMS if program in names)
+
+
 def as_token(raw: str) -> str | None:
     value = raw.strip()
     if value and (len(value) < 8 or any(c.isspace() for c in value)):
@@ -190,6 +201,7 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("STATUS_DB_PATH", "status_db_path", as_path),
     ("PROMETHEUS_URL", "prometheus_url", as_optional_str),
     ("METRICS_DIR", "metrics_dir", as_path),
+    ("APPLIANCE_PROGRAMS", "programs", as_programs),
 )
 
 SECRETS = frozenset({"API_TOKEN", "DATABASE_URL"})  # never repeated in an error
@@ -247,6 +259,8 @@ class Settings:
     status_db_path: Path | None = None  # default: <data_dir>/status.db (the agent's own file)
     prometheus_url: str | None = None
     metrics_dir: Path | None = None  # default: <data_dir>/metrics (prometheus multiprocess files)
+    # What `up` supervises; default: api, consumer, agent, and broker with KAFKA_BROKERS=embedded
+    programs: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         # Derived paths default inside DATA_DIR so two appliances with different DATA_DIR
@@ -263,6 +277,9 @@ class Settings:
             object.__setattr__(self, "metrics_dir", self.data_dir / "metrics")
         if self.status_db_path is None:
             object.__setattr__(self, "status_db_path", self.data_dir / "status.db")
+        if self.programs is None:
+            object.__setattr__(self, "programs", tuple(
+                p for p in PROGRAMS if p != "broker" or self.embedded_broker))
 
     @property
     def embedded_broker(self) -> bool:
@@ -312,7 +329,27 @@ class Settings:
                 shown = "(value not shown: it holds a secret)" if name in SECRETS else repr(raw)
                 raise ConfigError(f"{name}={shown} is invalid: expected {exc}") from None
         values["kafka_extra"] = kafka_extra_properties(environ)
-        return cls(**values)
+        settings = cls(**values)
+        if "APPLIANCE_PROGRAMS" in environ:
+            settings.check_programs(f"APPLIANCE_PROGRAMS={environ['APPLIANCE_PROGRAMS']!r}")
+        return settings
+
+    def with_programs(self, raw: str, source: str) -> "Settings":
+        """These settings with the programs given as ``raw`` by ``source`` (`up --programs`)."""
+        try:
+            programs = as_programs(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}={raw!r} is invalid: expected {exc}") from None
+        chosen = replace(self, programs=programs)
+        chosen.check_programs(f"{source}={raw!r}")
+        return chosen
+
+    def check_programs(self, given: str) -> None:
+        # The embedded broker is the only one the appliance can run: a broker program beside
+        # an external Kafka would be a second, empty Kafka nobody uses.
+        if "broker" in self.programs and not self.embedded_broker:
+            raise ConfigError(f"{given} is invalid: the broker program runs only with "
+                              f"KAFKA_BROKERS=embedded (KAFKA_BROKERS={self.kafka_brokers or ''!r})")
 
 
 def kafka_extra_properties(environ: Mapping[str, str]) -> dict[str, str]:

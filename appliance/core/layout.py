@@ -20,6 +20,11 @@ class DataLayout:
         return self.root / "supervisor.sock"
 
     @property
+    def supervisord_conf(self) -> Path:
+        """conf/supervisord.conf with only the programs this appliance runs (`up` writes it)."""
+        return self.root / "supervisord.conf"
+
+    @property
     def supervisord_pid(self) -> Path:
         return self.root / "supervisord.pid"
 

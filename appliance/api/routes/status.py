@@ -37,9 +37,16 @@ def live_disk(settings) -> dict[str, Any]:
 def read_status(services: Services, history_minutes: int, since: str | None = None) -> dict[str, Any]:
     base = {"version": __version__, "hostname": services.host.hostname,
             "api_uptime_s": round(time.time() - STARTED, 1)}
-    if not services.settings.status_db_path.exists():
+    settings = services.settings
+    if "agent" not in settings.programs:  # nobody probes: only what the API sees itself
+        disk = live_disk(settings)
+        agent = {"state": "DISABLED", "detail": "the agent is not run by this appliance "
+                                                f"(APPLIANCE_PROGRAMS={','.join(settings.programs)})"}
+        return {**base, "overall": disk["state"], "stale": True, "components": {"disk": disk},
+                "agent": agent}
+    if not settings.status_db_path.exists():
         return {**base, "overall": "DOWN", "stale": True,
-                "components": {"disk": live_disk(services.settings)}, "agent": NEVER_REPORTED}
+                "components": {"disk": live_disk(settings)}, "agent": NEVER_REPORTED}
     with status_db.database.connection_context():
         report = status_db.AgentReport.get_or_none(id=1)
         components = {row.name: {"state": row.state, "detail": row.detail, "since": row.changed_at,
