@@ -48,9 +48,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def fill_topic(bootstrap: str, topic: str, total: int) -> None:
-    ensure_topic(Settings(kafka_brokers=bootstrap, kafka_topic_events=topic,
-                          kafka_partitions=PARTITIONS))
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10_000})
+    ensure_topic(producer, Settings(kafka_brokers=bootstrap, kafka_topic_events=topic,
+                                    kafka_partitions=PARTITIONS), 30)
     for i in range(total // 2):
         request_id = f"bench-{i}"
         common_fields = {"method": "GET", "route": "/", "path": f"/p/{i % 97}", "query": "",

@@ -32,9 +32,6 @@ COMPOSE_ENV = {"POSTGRES_PASSWORD": "composepw1", "API_TOKEN": "compose-token"}
 # providers and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 KNOWN_VARIABLES = {name for name, _, _ in VARIABLES}
-# Set by the deploy files ahead of the DATABASE_URL setting (the audit store's work on the
-# same issue): drop it from here once appliance/core/config.py has it.
-PENDING_VARIABLES = {"DATABASE_URL"}
 
 
 def unavailable(reason: str) -> None:
@@ -63,7 +60,7 @@ def unknown_variables(names: set[str], values: Mapping[str, str]) -> set[str]:
     """Names that are no setting. A name another value refers to as $(NAME) (Kubernetes expands
     those) only exists to compose that value, and counts as known."""
     referenced = {ref for value in values.values() for ref in re.findall(r"\$\((\w+)\)", value)}
-    return names - KNOWN_VARIABLES - PENDING_VARIABLES - referenced
+    return names - KNOWN_VARIABLES - referenced
 
 
 def worst_case_stop_s(env: Mapping[str, str]) -> int:

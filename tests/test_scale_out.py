@@ -39,6 +39,7 @@ def exactly_once(appliance: Appliance, answered: list[str], timeout: float = 90)
     """Every answered request has exactly one response row, and there are no others."""
     appliance.wait_rows("http_responses", len(answered), timeout)
     ids = appliance.request_ids("http_responses")
+    print(f"answered {len(answered)}, response rows {len(ids)}, duplicates {len(ids) - len(set(ids))}")
     assert len(ids) == len(set(ids)), "duplicate rows"
     assert set(ids) == set(answered) and len(ids) == len(answered)
 
