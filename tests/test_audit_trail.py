@@ -25,6 +25,7 @@ from appliance.api.services import Services
 from appliance.core.config import Settings
 from appliance.core.timefmt import iso
 from appliance.pipeline.consumer import store
+from appliance.schema import audit_read
 from appliance.pipeline.consumer.maintenance import Maintenance, used_bytes
 
 T = [BASE + timedelta(minutes=i) for i in range(20)]
@@ -313,10 +314,11 @@ def test_a_version_1_database_is_migrated_and_its_rows_keep_working(tmp_path):
         pass
     keeper.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM schema_meta WHERE name='schema_version'").fetchone() == ("2",)
+    assert check.execute("SELECT value FROM schema_meta WHERE name='schema_version'").fetchone() == ("3",)
     assert check.execute("PRAGMA auto_vacuum").fetchone() == (2,)
     indexes = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "httpresponse_status_occurred_at" in indexes and "httpresponse_trace_id" in indexes
+    assert "httpresponse_stats" in indexes  # version 3
     response = get(Database(tmp_path), "/events", "user_ip=10.9.8.0/24")
     assert [e["request_id"] for e in response.json()["events"]] == ["v1-req"]
 
@@ -338,4 +340,25 @@ def test_opening_the_schema_again_changes_nothing(engine):
         keeper.open()
         keeper.close()
     assert engine.rows("SELECT request_id FROM http_responses") == [("kept",)]
-    assert engine.rows("SELECT value FROM schema_meta WHERE name = 'schema_version'") == [("2",)]
+    assert engine.rows("SELECT value FROM schema_meta WHERE name = 'schema_version'") == [("3",)]
+
+
+@pytest.mark.parametrize(("recent", "most"), [(3, 3), (3, 12), (5, 40), (2000, 20_000)])
+def test_a_range_filter_gives_the_same_pages_whichever_way_it_is_read(engine, monkeypatch, recent, most):
+    """Newest rows first, a wider window, or the filter's own index: the same rows in order."""
+    made = []
+    for i in range(60):
+        made += http_pair(f"r-{i:02d}", BASE + timedelta(seconds=i), path=("/a/x", "/b/y", "/a/z")[i % 3],
+                          status=(200, 503, 404, 201)[i % 4], user_ip=f"10.0.{i % 5}.1")
+    engine.write(made)
+    monkeypatch.setattr(audit_read, "RECENT_ROWS", recent)
+    monkeypatch.setattr(audit_read, "RECENT_MAX", most)
+    for query, expected in (("path=/a/", [i for i in range(60) if i % 3 != 1]),
+                            ("status=2xx", [i for i in range(60) if i % 4 in (0, 3)]),
+                            ("user_ip=10.0.3.0/24", [i for i in range(60) if i % 5 == 3])):
+        seen, page_query = [], f"{query}&type=http_response&limit=7"
+        while page_query:
+            page = get(engine, "/events", page_query).json()
+            seen += [e["request_id"] for e in page["events"]]
+            page_query = page["next"] and f"{query}&type=http_response&limit=7&cursor={page['next']}"
+        assert seen == [f"r-{i:02d}" for i in reversed(expected)], query

@@ -9,6 +9,10 @@ newest-first reads, and an index for every filter of /events (audit_read.py): ea
 Version 2 added ``user_ip_key`` (the address as 32 hex digits of its IPv6 form, so a CIDR is a
 range of the index; NULL until the consumer fills it in for rows of version 1, "" for a
 user_ip that is not an address), the filter indexes, and incremental auto-vacuum.
+Version 3 added the statistics index of http_responses: (occurred_at, then every column
+/events/stats groups by), so the statistics of a window read that index alone instead of the
+table's rows (measured on 10,000,000 events, 24 h: 3.4 s -> 1.5 s); keyed by time, it grows at
+its end like the time index.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import ipaddress
 
 import peewee
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 database = peewee.DatabaseProxy()
 
 
@@ -80,6 +84,11 @@ class HttpResponse(HttpRequest):
     class Meta:
         table_name = "http_responses"
         indexes = (*HTTP_INDEXES, (("status", "occurred_at"), False))
+
+
+HttpResponse.add_index(peewee.ModelIndex(HttpResponse, (
+    HttpResponse.occurred_at, HttpResponse.status, HttpResponse.duration_ms, HttpResponse.route,
+    HttpResponse.user_ip, HttpResponse.proxy_chain), name="httpresponse_stats"))  # version 3
 
 
 class ErrorEvent(EventModel):

@@ -82,6 +82,7 @@ def time_field(model, order: str) -> peewee.Field:
 
 
 RECENT_ROWS = 2000  # rows read newest first before a range filter's own index is used
+RECENT_MAX = 20_000  # the most read newest first, when the first RECENT_ROWS held some matches
 
 
 def filtered(model, search: Search) -> peewee.ModelSelect:
@@ -112,8 +113,10 @@ def _conditions(model, search: Search, with_window: bool = True) -> list[peewee.
     return conditions + (_window(model, search) if with_window else [])
 
 
-def _window(model, search: Search) -> list[peewee.Expression]:
+def _window(model, search: Search, hidden: bool = False) -> list[peewee.Expression]:
     at = time_field(model, search.order)
+    if hidden:  # "|| ''" hides the column from the planner: the filter's own index is used
+        at = at.concat("")
     conditions = []
     if search.after:
         conditions.append(at > search.after)
@@ -150,24 +153,39 @@ def _after_cursor(model, rank: int, search: Search) -> peewee.Expression | None:
 
 
 def _page_of(model, search: Search, rows: int) -> list[tuple[tuple, Any]]:
-    """The next ``rows`` rows of ``model`` in page order. A range filter that matches many rows
-    (a busy network, "/api/", "2xx") is answered from the newest RECENT_ROWS rows in time order,
-    a bounded read; one that matches few, from its own index (measured on 1M events: 430 ms
-    and 80 ms for the index's way vs ~2 ms, see bench/README.md)."""
-    if has_range(search):
-        recent = _ordered(model, search, _recent_rows(model, search), rows)
+    """The next ``rows`` rows of ``model`` in page order.
+
+    A range filter's index gives its matches in key order, all of them to be sorted by time;
+    the time index gives rows in order, to be filtered. Which is cheaper depends on how many
+    rows match, so the newest rows are tried first: RECENT_ROWS of them, then (when they held
+    some matches but not a page) as many as the matches so far say a page needs, up to
+    RECENT_MAX; only a filter that matches fewer is read through its own index. Measured on
+    10,000,000 events over a 24 h window, see bench/README.md."""
+    if not has_range(search):
+        return _ordered(model, search, filtered(model, search), rows)
+    window = RECENT_ROWS
+    while True:
+        recent = _ordered(model, search, _recent_rows(model, search, window), rows)
         if len(recent) == rows:
             return recent
-    return _ordered(model, search, filtered(model, search), rows)
+        needed = 2 * rows * window // max(len(recent), 1)
+        if not recent or window >= RECENT_MAX or needed > RECENT_MAX:
+            break
+        window = needed
+    query = model.select()
+    for condition in (_conditions(model, search, with_window=False)
+                      + _window(model, search, hidden=True)):
+        query = query.where(condition)
+    return _ordered(model, search, query, rows)
 
 
-def _recent_rows(model, search: Search) -> peewee.ModelSelect:
-    """The filters applied to the next RECENT_ROWS rows of the window, read by the time index."""
-    window = model.select(model.id)
+def _recent_rows(model, search: Search, window: int) -> peewee.ModelSelect:
+    """The filters applied to the next ``window`` rows in time order, read by the time index."""
+    newest = model.select(model.id)
     for condition in _window(model, search) + _cursor_condition(model, search):
-        window = window.where(condition)
-    window = _order(model, search, window).limit(RECENT_ROWS)
-    query = model.select().where(model.id.in_(window))
+        newest = newest.where(condition)
+    newest = _order(model, search, newest).limit(window)
+    query = model.select().where(model.id.in_(newest))
     for condition in _conditions(model, search, with_window=False):
         query = query.where(condition)
     return query
