@@ -25,8 +25,8 @@ from appliance.api.services import Services
 from appliance.core.config import Settings
 from appliance.core.timefmt import iso
 from appliance.pipeline.consumer import store
-from appliance.schema import audit_read
 from appliance.pipeline.consumer.maintenance import Maintenance, used_bytes
+from appliance.schema import audit_read
 
 T = [BASE + timedelta(minutes=i) for i in range(20)]
 
