@@ -32,11 +32,14 @@ import common
 from appliance.core.config import Settings
 from appliance.core.database_url import DatabaseUrl
 from appliance.core.timefmt import iso
+from appliance.core.tracing import TimeOrderedIds
 from appliance.pipeline.consumer import persist, store
 from appliance.pipeline.consumer.maintenance import Maintenance, used_bytes
 from appliance.schema import events
 
 BATCH = 500
+TRACE_IDS = TimeOrderedIds()  # trace ids as the appliance makes them (tracing on)
+RANDOM_TRACE_IDS = False  # --random-trace-ids: as callers' traceparent headers bring them
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,6 +52,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=60, help="requests per filter (60)")
     parser.add_argument("--db", help="fill this file (kept), or reuse it if it is already full")
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir")
+    parser.add_argument("--random-trace-ids", action="store_true",
+                        help="every event's trace id random, as when every caller sends a "
+                             "traceparent, instead of the time-ordered ones the appliance makes")
     parser.add_argument("--random-ids", action="store_true",
                         help="event and request ids as random UUIDs (version 4, as the appliance made them before) "
                              "instead of the appliance's time-ordered version 7, to compare")
@@ -78,7 +84,9 @@ class Population:
         common_fields = {"method": self.rng.choice(("GET", "GET", "GET", "POST")), "route": route,
                          "path": path, "query": "", "user_ip": self.skewed(self.clients),
                          "proxy_chain": self.rng.choice(self.chains), "user_agent": "bench/1.0"}
-        request_id, trace_id = events.new_id(), f"{self.rng.getrandbits(128):032x}"
+        trace_id = (f"{self.rng.getrandbits(128):032x}" if RANDOM_TRACE_IDS
+                    else f"{TRACE_IDS.generate_trace_id():032x}")
+        request_id = events.new_id()
         made = [events.make_event(events.HTTP_REQUEST, request_id, "bench", {**common_fields, "bytes": 0}, trace_id),
                 events.make_event(events.HTTP_RESPONSE, request_id, "bench", {
                     **common_fields, "status": status, "bytes": 180,
@@ -204,9 +212,12 @@ def measure_prune(path, rows: int) -> float:
 
 def main() -> int:
     args = parse_args()
+    global RANDOM_TRACE_IDS
+    RANDOM_TRACE_IDS = args.random_trace_ids
     if args.random_ids:
         events.new_id = lambda: str(uuid.uuid4())
     ids = "random (v4)" if args.random_ids else "time-ordered (v7)"
+    ids += ", random trace ids" if args.random_trace_ids else ", trace ids as the appliance makes them"
     print(f"audit_scale: {args.events:,} events over {args.days:g} days, {ids} ids; "
           f"{common.machine()}", flush=True)
     with common.session(args.keep) as (tmp, stack):

@@ -9,6 +9,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from otlp import HttpReceiver, Receiver
 from procs import Appliance, Broker, free_port, wait_until
 
+from appliance.core import tracing
+
 pytestmark = pytest.mark.broker
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -71,6 +73,19 @@ def test_requests_without_traceparent_start_their_own_trace(traced, receiver):
     wait_until(lambda: any(s.kind == Span.SPAN_KIND_SERVER for _, s in receiver.snapshot()), 30, 0.2)
     server = next(s for _, s in receiver.snapshot() if s.kind == Span.SPAN_KIND_SERVER)
     assert server.parent_span_id == b"" and len(server.trace_id) == 16
+    made_at_ms = int.from_bytes(server.trace_id, "big") >> 80  # time-ordered: ms first
+    assert abs(made_at_ms / 1000 - time.time()) < 60
+
+
+def test_trace_ids_the_appliance_makes_sort_by_time_and_end_in_80_random_bits():
+    ids = tracing.TimeOrderedIds()
+    made = []
+    for _ in range(3):
+        made.append(ids.generate_trace_id())
+        time.sleep(0.002)
+    assert made == sorted(made) and ids.is_trace_id_random()
+    low_bits = {ids.generate_trace_id() & (2**80 - 1) for _ in range(1000)}
+    assert len(low_bits) == 1000 and max(low_bits) > 2**79  # spread over all 80 bits
 
 
 def test_collector_down_requests_still_answer(tmp_path, receiver):
