@@ -216,9 +216,9 @@ def main() -> int:
     RANDOM_TRACE_IDS = args.random_trace_ids
     if args.random_ids:
         events.new_id = lambda: str(uuid.uuid4())
-    ids = "random (v4)" if args.random_ids else "time-ordered (v7)"
+    ids = "random event ids (v4)" if args.random_ids else "time-ordered event ids (v7)"
     ids += ", random trace ids" if args.random_trace_ids else ", trace ids as the appliance makes them"
-    print(f"audit_scale: {args.events:,} events over {args.days:g} days, {ids} ids; "
+    print(f"audit_scale: {args.events:,} events over {args.days:g} days; ids: {ids}; "
           f"{common.machine()}", flush=True)
     with common.session(args.keep) as (tmp, stack):
         from pathlib import Path
