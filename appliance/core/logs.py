@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import logging.handlers
 import queue
@@ -13,6 +12,8 @@ import time
 from typing import Callable
 
 from opentelemetry import trace
+
+from appliance.core import jsontext
 
 # Attributes every LogRecord has; anything else passed through ``extra=`` becomes a JSON field.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -34,7 +35,7 @@ class JsonFormatter(logging.Formatter):
                 entry["trace_id"] = format(context.trace_id, "032x")
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, separators=(",", ":"))
+        return jsontext.dumps_text(entry, default=str)
 
 
 class _FormattedLine(logging.Formatter):
