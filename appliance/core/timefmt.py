@@ -5,9 +5,11 @@ Fixed width, so text order is time order (the databases sort and compare them as
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_second: tuple[int, str] = (-1, "")  # the current second and its text, shared by all threads
 
 
 def iso(moment: datetime) -> str:
@@ -18,7 +20,15 @@ def iso(moment: datetime) -> str:
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).strftime(FORMAT)
+    """Now, as ``iso`` writes it. Three per request (two events and the response): the text of
+    the second is made once a second, only the microseconds each time (strftime per call
+    was ~4 % of the API's CPU per request)."""
+    global _second
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{micro:06d}Z"
 
 
 def parse_iso(text: str) -> datetime:
