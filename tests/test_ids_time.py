@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import re
 import time
 import uuid
@@ -11,18 +10,21 @@ from datetime import datetime, timedelta, timezone
 from appliance.core import ids, timefmt
 
 
-def test_new_id_is_the_uuid4_the_uuid_module_makes_of_the_same_bits(monkeypatch):
-    source = random.Random(7)
+def test_new_id_is_the_canonical_text_of_a_uuid7_of_the_current_millisecond(monkeypatch):
+    monkeypatch.setattr(time, "time_ns", lambda: 1_780_000_000_123_456_789)
     for _ in range(1000):
-        bits = source.getrandbits(128)
-        monkeypatch.setattr(ids._random, "getrandbits", lambda n, bits=bits: bits)
-        assert ids.new_id() == str(uuid.UUID(int=bits, version=4))
+        text = ids.new_id()
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text  # lowercase hex, dashes where uuid puts them
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert parsed.int >> 80 == 1_780_000_000_123  # the Unix time in milliseconds
 
 
-def test_new_ids_are_uuid4_and_distinct():
+def test_new_ids_are_distinct_and_later_ones_sort_later():
     made = [ids.new_id() for _ in range(10_000)]
     assert len(set(made)) == 10_000
-    assert all(uuid.UUID(m).version == 4 and uuid.UUID(m).variant == uuid.RFC_4122 for m in made)
+    time.sleep(0.002)
+    assert ids.new_id() > max(made)
 
 
 def test_utc_now_iso_is_now_in_the_fixed_format():
