@@ -16,7 +16,7 @@ from appliance.api.host import HostInfo
 from appliance.api.jsonio import error_body
 from appliance.api.lifecycle import Lifecycle
 from appliance.api.sink import EventSink
-from appliance.core import tracing
+from appliance.core import logs, tracing
 from appliance.core.config import Settings
 from appliance.core.ids import new_id, sane_request_id
 from appliance.core.metrics import M
@@ -112,7 +112,7 @@ class AuditMiddleware:
                   "duration_ms": duration_ms, "user_ip": client.user_ip, "request_id": request_id}
         if trace_id:
             fields["trace_id"] = trace_id
-        access_log.info("request", extra=fields)
+        logs.write(access_log, logging.INFO, "request", fields)
         label = method if method in KNOWN_METHODS else "other"
         M.http_requests.labels(label, route, STATUS_TEXT.get(status) or str(status)).inc()
         M.http_duration.labels(label, route).observe(duration_ms / 1000)

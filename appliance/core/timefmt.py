@@ -23,12 +23,17 @@ def utc_now_iso() -> str:
     """Now, as ``iso`` writes it. Three per request (two events and the response): the text of
     the second is made once a second, only the microseconds each time (strftime per call
     was ~4 % of the API's CPU per request)."""
-    global _second
     second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    return f"{second_text(second)}.{micro:06d}Z"
+
+
+def second_text(second: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` (UTC) of a Unix second, made once for the current second."""
+    global _second
     cached = _second
     if cached[0] != second:
         cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{cached[1]}.{micro:06d}Z"
+    return cached[1]
 
 
 def parse_iso(text: str) -> datetime:
