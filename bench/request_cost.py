@@ -18,8 +18,11 @@ import argparse
 import cProfile
 import io
 import logging
+import os
 import pstats
+import re
 import sys
+import threading
 import time
 
 import common
@@ -27,6 +30,7 @@ import common
 from appliance.core import logs, metrics
 from appliance.core.config import Settings
 
+TICKS = os.sysconf("SC_CLK_TCK")
 VARIANTS = ("bare app", "kafka off WARNING", "kafka off INFO", "kafka up WARNING", "kafka up INFO")
 
 
@@ -77,18 +81,39 @@ def build(variant: str, tmp, broker):
     return app, drained, sink.close
 
 
-def run(variant: str, built, count: int) -> float:
-    """CPU µs per request, every thread of this process counted."""
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of each thread of this process, by thread name (from /proc)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    found: dict[str, float] = {}
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = re.sub(r"-\d+$", "", names.get(int(task), "native (librdkafka, sqlite)"))
+        found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return found
+
+
+def run(variant: str, built, count: int, threads: dict | None = None) -> float:
+    """CPU µs per request, every thread of this process counted; with ``threads``, add each
+    thread's µs per request to it."""
     app, drained, _ = built
     logging.getLogger().setLevel(variant.split()[-1] if variant != "bare app" else "WARNING")
     base = environ()
+    before = thread_cpu()
     cpu = time.process_time()
     for _ in range(count):
         env = dict(base)
         for _chunk in app(env, start_response):
             pass
     drained()
-    return (time.process_time() - cpu) / count * 1e6
+    spent = (time.process_time() - cpu) / count * 1e6
+    if threads is not None:
+        for name, seconds in thread_cpu().items():
+            threads.setdefault(name, []).append((seconds - before.get(name, 0.0)) / count * 1e6)
+    return spent
 
 
 def main() -> int:
@@ -104,6 +129,7 @@ def main() -> int:
         stack.callback(logs.flush)
         logs.configure("INFO", stream=log_file)  # each run sets the root level of its variant
         results: dict[str, list[float]] = {n: [] for n in names}
+        threads: dict[str, dict[str, list[float]]] = {n: {} for n in names}
         built = {}
         for name in names:
             built[name] = build(name, tmp, broker)
@@ -112,11 +138,17 @@ def main() -> int:
             run(name, built[name], 2000)
         for _ in range(args.rounds):
             for name in names:
-                results[name].append(run(name, built[name], args.requests))
+                results[name].append(run(name, built[name], args.requests, threads[name]))
         floor = common.median(results[names[0]])
         print(common.table(["variant", "CPU µs/request", "min-max", f"x {names[0]}"],
                            [[n, f"{common.median(v):.1f}", f"{min(v):.1f}-{max(v):.1f}",
                              f"{common.median(v) / floor:.2f}"] for n, v in results.items()]))
+        print("\nCPU µs per request by thread (median; /proc ticks of 10 ms: +-1 tick per run)")
+        for name in names:
+            split = ", ".join(f"{t} {common.median(v):.1f}" for t, v in
+                              sorted(threads[name].items(), key=lambda kv: -common.median(kv[1]))
+                              if common.median(v) >= 0.5)
+            print(f"  {name}: {split}")
         if args.cprofile:
             name = "kafka up INFO"
             target = built.get(name) or build(name, tmp, broker)

@@ -96,3 +96,18 @@ def test_writer_reports_what_a_failed_commit_could_not_keep(tmp_path):
     writer.put([message(1), message(2)])
     writer.close()
     assert [m[0] for m in lost] == [b"k0", b"k1", b"k2"]
+
+
+def test_released_ids_are_deleted_as_runs_of_consecutive_ids():
+    from appliance.pipeline.producer.spool import id_ranges
+    assert id_ranges([5, 3, 4, 9, 1, 10, 4]) == [(1, 1), (3, 5), (9, 10)]
+    assert id_ranges([]) == []
+
+
+def test_removing_scattered_rows_keeps_every_other_row(tmp_path):
+    spool = Spool(tmp_path, 10_000_000)
+    spool.append([(b"k", f"{i:06d}".encode(), None) for i in range(10)])
+    read = spool.read_from(1, 10)
+    spool.remove([(m.id, m.size) for m in read if int(m.value) in (0, 1, 2, 5, 7, 8)])
+    assert [int(m.value) for m in spool.read_from(1, 10)] == [3, 4, 6, 9]
+    assert spool.depth == 4 and spool.bytes == sum(m.size for m in read) * 4 // 10

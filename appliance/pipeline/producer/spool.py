@@ -16,9 +16,8 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from appliance.core import sqlite
 from appliance.core.metrics import M
@@ -30,8 +29,7 @@ Headers = list[tuple[str, bytes]]
 Message = tuple[bytes | None, bytes, Headers | None]  # key, value, headers
 
 
-@dataclass(frozen=True)
-class SpooledMessage:
+class SpooledMessage(NamedTuple):  # a tuple: made ~1,000 times a relay turn, cheaply
     id: int
     key: bytes | None
     value: bytes
@@ -117,7 +115,8 @@ class Spool:
                 return
             with self._db:
                 self._db.execute("BEGIN")
-                self._db.executemany("DELETE FROM spool WHERE id = ?", [(r,) for r, _ in rows])
+                self._db.executemany("DELETE FROM spool WHERE id BETWEEN ? AND ?",
+                                     id_ranges([row_id for row_id, _ in rows]))
             self.depth -= len(rows)
             self.bytes -= sum(size for _, size in rows)
 
@@ -126,6 +125,18 @@ class Spool:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def id_ranges(ids: list[int]) -> list[tuple[int, int]]:
+    """The ids as (first, last) runs of consecutive ids: released rows mostly come in runs, and
+    one DELETE per run costs a fraction of one per row."""
+    runs: list[tuple[int, int]] = []
+    for row_id in sorted(set(ids)):
+        if runs and row_id == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], row_id)
+        else:
+            runs.append((row_id, row_id))
+    return runs
 
 
 ACCEPTED, REFUSED, WRITTEN, NOT_WRITTEN = "accepted", "refused", "written", "not written"
