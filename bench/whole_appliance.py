@@ -1,5 +1,9 @@
 """The appliance as users run it, against a bare Waitress app measured alternately in the same run.
 
+(Not bench/appliance.py: run as `python bench/X.py`, bench/ comes first on sys.path, and a
+bench/appliance.py would be imported for the appliance package by anything that imports it
+before bench/common.py has put the repository first.)
+
 Targets, all running at once (an idle one costs next to nothing):
 
   bare waitress   the baseline: a constant JSON from a trivial WSGI app (bench/common.py)
