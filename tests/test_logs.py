@@ -67,3 +67,15 @@ def test_a_filter_on_the_logger_still_decides(configured):
     finally:
         logger.filters.clear()
     assert [r["status"] for r in lines(configured)] == [200]
+
+
+def test_a_throttled_logger_passes_one_call_per_interval_and_counts_the_rest(configured, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(logs.time, "monotonic", lambda: clock[0])
+    throttled = logs.ThrottledLogger(logging.getLogger("waitress.queue.test"), interval=30.0)
+    for depth in range(1, 6):
+        throttled.warning("Task queue depth is %d", depth)
+    clock[0] += 30.0
+    throttled.warning("Task queue depth is %d", 9)
+    assert [r["message"] for r in lines(configured)] == ["Task queue depth is 1", "Task queue depth is 9"]
+    assert throttled.suppressed == 4

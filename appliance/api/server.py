@@ -27,9 +27,11 @@ from appliance.api.lifecycle import Lifecycle
 from appliance.api.middleware import UNMATCHED_ROUTE, access_log
 from appliance.core.config import Settings
 from appliance.core.ids import new_id
+from appliance.core.logs import ThrottledLogger
 
 log = logging.getLogger("appliance.server")
 LOOP_TICK = 0.1  # seconds per asyncore loop turn: how fast the loop notices a signal
+QUEUE_WARNING_INTERVAL = 30.0  # seconds between two "Task queue depth" lines
 
 
 class JsonErrorTask(ErrorTask):
@@ -85,6 +87,11 @@ class ApiServer:
             ident="simple-time-service",
         )
         self.server.channel_class = JsonErrorChannel
+        # "Task queue depth is N", once per request that waits for a thread, made inside the
+        # dispatcher's lock: under load a LogRecord per request (~6 % of the GIL time of the
+        # API, bench/profile_api.py) while the workers waited for that lock.
+        self.server.task_dispatcher.queue_logger = ThrottledLogger(
+            logging.getLogger("waitress.queue"), QUEUE_WARNING_INTERVAL)
         self.accept_guard = AcceptGuard(self.server)
         self.port = sock.getsockname()[1]
 

@@ -150,6 +150,25 @@ def flush() -> None:
         _listener = None
 
 
+class ThrottledLogger:
+    """Stands in for a logger that some library calls once per event under load: at most one
+    call per ``interval`` reaches the logger, the others are dropped before a LogRecord is
+    made (a filter only sees a record once it exists) and counted in ``suppressed``."""
+
+    def __init__(self, logger: logging.Logger, interval: float) -> None:
+        self.logger, self.interval = logger, interval
+        self.suppressed = 0
+        self._next = 0.0
+
+    def warning(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now < self._next:  # unlocked: at worst two threads both pass at the same moment
+            self.suppressed += 1
+            return
+        self._next = now + self.interval
+        self.logger.warning(msg, *args)
+
+
 class RateLimitFilter(logging.Filter):
     """Let one line per (logger, message template, first argument) through per ``interval``.
 
