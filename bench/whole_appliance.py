@@ -71,6 +71,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--paced-rate", type=float, default=200.0,
                         help="req/s of the paced latency phase (200; 0 skips it)")
     parser.add_argument("--paced-seconds", type=float, default=10.0, help="its duration (10)")
+    parser.add_argument("--startup-only", action="store_true",
+                        help="measure `up` -> ready only (no load phases)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for every appliance target, e.g. --env LOG_LEVEL=WARNING")
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (process logs)")
@@ -407,8 +409,11 @@ def main() -> int:
     with common.session(args.keep) as (tmp, stack):
         common.require_broker_binary()
         startups, up = ([], None)
-        if UP in names:
+        if UP in names or args.startup_only:
             startups, up = measure_startups(stack, tmp, max(1, args.startups), extra)
+        if args.startup_only:
+            report_startups(startups)
+            return 0
         targets = start_targets(stack, tmp, names, up, extra)
         for target in targets.values():  # warm-up: connections, lazy imports, caches
             common.run_wrk(target.url, 2, args.connections)
