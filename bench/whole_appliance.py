@@ -71,6 +71,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--paced-rate", type=float, default=200.0,
                         help="req/s of the paced latency phase (200; 0 skips it)")
     parser.add_argument("--paced-seconds", type=float, default=10.0, help="its duration (10)")
+    parser.add_argument("--up-variant", action="append", default=[], metavar="NAME:VAR=V,VAR=V",
+                        help="another `up` target, measured in the same alternation, e.g. "
+                             "'linger 5:KAFKA_LINGER_MS=5,KAFKA_FETCH_WAIT_MAX_MS=10'")
     parser.add_argument("--startup-only", action="store_true",
                         help="measure `up` -> ready only (no load phases)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
@@ -307,11 +310,21 @@ def measure_startups(stack: contextlib.ExitStack, tmp: Path, count: int,
     return results, up
 
 
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    name, _, settings = text.partition(":")
+    return f"{UP} {name.strip()}", dict(item.split("=", 1) for item in settings.split(",") if item)
+
+
 def start_targets(stack: contextlib.ExitStack, tmp: Path, names: list[str], up: Up | None,
-                  extra: dict[str, str]) -> dict[str, Target]:
+                  extra: dict[str, str], variants: list[str] = ()) -> dict[str, Target]:
     targets = {BASE: Target(BASE, None, common.start_bare_app(stack, tmp))}
     if UP in names:
         targets[UP] = Target(UP, up.app, up.app.port, up.pids, persists=True)
+    for number, text in enumerate(variants):
+        name, settings = parse_variant(text)
+        other = Up(stack, tmp / f"variant{number}", {**extra, **settings})
+        other.wait_ready()
+        targets[name] = Target(name, other.app, other.app.port, other.pids, persists=True)
     if API in names:
         broker = common.start_broker(stack, tmp)
         app = common.start_api(stack, tmp / "api-default", broker.bootstrap, **extra)
@@ -386,9 +399,8 @@ def report_down_vs_up(runs: list) -> None:
 
 def paced_latency(target: Target, rate: float, seconds: float, tmp: Path) -> None:
     rowid = target.last_rowid()
-    goal = answered(target.port) + int(rate * seconds)
     common.paced_load(target.port, rate, seconds, 4, str(tmp / "paced.txt"))
-    drain_time(target, goal)
+    drain_time(target, answered(target.port))
     e2e = target.latencies_since(rowid)
     print(f"\n{target.name} at a paced {rate:g} req/s for {seconds:g} s: event->row p50 "
           f"{common.percentile(e2e, 50):.0f} ms, p99 {common.percentile(e2e, 99):.0f} ms, "
@@ -399,7 +411,7 @@ def main() -> int:
     args = parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
-    unknown = [n for n in names if n not in (UP, API, DOWN)]
+    unknown = [n for n in names if n not in (UP, API, DOWN)]  # --up-variant adds its own
     if unknown:
         raise SystemExit(f"unknown targets: {unknown}")
     if not common.have_wrk():
@@ -414,7 +426,8 @@ def main() -> int:
         if args.startup_only:
             report_startups(startups)
             return 0
-        targets = start_targets(stack, tmp, names, up, extra)
+        targets = start_targets(stack, tmp, names, up, extra, args.up_variant)
+        names += [parse_variant(v)[0] for v in args.up_variant]
         for target in targets.values():  # warm-up: connections, lazy imports, caches
             common.run_wrk(target.url, 2, args.connections)
         order = schedule(names, args.rounds, BASE)
@@ -435,8 +448,10 @@ def main() -> int:
         report_startups(startups)
         report_processes(targets, runs)
         report_down_vs_up(runs)
-        if args.paced_rate and UP in targets:
-            paced_latency(targets[UP], args.paced_rate, args.paced_seconds, tmp)
+        if args.paced_rate:
+            for name, target in targets.items():
+                if name.startswith(UP):
+                    paced_latency(target, args.paced_rate, args.paced_seconds, tmp)
     return 0
 
 
