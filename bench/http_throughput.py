@@ -50,16 +50,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--other-tree", type=Path, metavar="DIR",
                         help="also measure the API of another checkout (e.g. a git worktree of an "
                              "older commit), Kafka up, LOG_LEVEL=WARNING")
+    parser.add_argument("--other-tree-log-level", default="WARNING", metavar="LEVEL",
+                        help="LOG_LEVEL of the --other-tree API (WARNING; INFO: the default "
+                             "configuration, compared with the variant 'api kafka-up INFO')")
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (process logs)")
     return parser.parse_args()
 
 
-def start_servers(stack: contextlib.ExitStack, tmp: Path, names: list[str], other_tree: Path | None):
+def start_servers(stack: contextlib.ExitStack, tmp: Path, names: list[str], other_tree: Path | None,
+                  other_level: str = "WARNING"):
     urls = {BASE: f"http://127.0.0.1:{common.start_bare_app(stack, tmp)}/"}
     broker = common.start_broker(stack, tmp)
     apps = {}
     for name in names:
-        mode, level, extra = VARIANTS[name] if name != OTHER_TREE else ("up", "WARNING", {})
+        mode, level, extra = VARIANTS[name] if name != OTHER_TREE else ("up", other_level, {})
         brokers = {"up": broker.bootstrap, "down": f"127.0.0.1:{common.free_port()}", "off": ""}[mode]
         app = common.start_api(stack, tmp / name.replace(" ", "_").replace("@", ""), brokers,
                                cwd=other_tree if name == OTHER_TREE else None,
@@ -146,7 +150,7 @@ def main() -> int:
             else f"Python load generator ({args.connections} threads, http.client keep-alive)")
     print(f"http_throughput: GET /, {tool}; Waitress 8 threads; {common.machine()}")
     with common.session(args.keep) as (tmp, stack):
-        urls, apps = start_servers(stack, tmp, names, args.other_tree)
+        urls, apps = start_servers(stack, tmp, names, args.other_tree, args.other_tree_log_level)
         runs = measure_all(urls, schedule(names, args.rounds), load, args.duration, args.connections)
         print()
         print(summarize(runs, names))

@@ -93,7 +93,7 @@ def test_minutes_of_steady_load_end_with_every_request_a_row_and_nothing_waiting
 
 
 def test_broker_recycled_for_its_batch_count_under_load_loses_nothing(appliance):  # noqa: F811
-    app = appliance(EMBEDDED_BROKER_MAX_BATCHES="100")  # ~10 s of batches at linger.ms=100
+    app = appliance(EMBEDDED_BROKER_MAX_BATCHES="100")  # ~5-10 s of batches at linger.ms=50
     answered = paced_load(app.port, "batches", 200, 40)
     assert_exactly_once(app, "batches", answered, timeout=60)
     recycles = re.findall(r'"embedded broker recycled","reason":"batches"', app.up.output())

@@ -96,3 +96,56 @@ def test_writer_reports_what_a_failed_commit_could_not_keep(tmp_path):
     writer.put([message(1), message(2)])
     writer.close()
     assert [m[0] for m in lost] == [b"k0", b"k1", b"k2"]
+
+
+def test_released_ids_are_deleted_as_runs_of_consecutive_ids():
+    from appliance.pipeline.producer.spool import id_ranges
+    assert id_ranges([5, 3, 4, 9, 1, 10, 4]) == [(1, 1), (3, 5), (9, 10)]
+    assert id_ranges([]) == []
+
+
+def test_removing_scattered_rows_keeps_every_other_row(tmp_path):
+    spool = Spool(tmp_path, 10_000_000)
+    spool.append([(b"k", f"{i:06d}".encode(), None) for i in range(10)])
+    read = spool.read_from(1, 10)
+    spool.remove([(m.id, m.size) for m in read if int(m.value) in (0, 1, 2, 5, 7, 8)])
+    assert [int(m.value) for m in spool.read_from(1, 10)] == [3, 4, 6, 9]
+    assert spool.depth == 4 and spool.bytes == sum(m.size for m in read) * 4 // 10
+
+
+def test_rows_read_back_byte_for_byte_whatever_they_hold(tmp_path):
+    spool = Spool(tmp_path, 10_000_000)
+    messages = [(None, b'{"a":"\xc3\xa9"}', None), (b"", b"\x00\xff\xfe not UTF-8", None),
+                (b"key", b"v" * 5000, [("traceparent", b"00-ab-cd-01"), ("raw", bytes(range(256)))])]
+    messages += [(f"k{i}".encode(), f"{i}".encode(), None) for i in range(300)]  # several INSERTs
+    spool.append(messages)
+    read = spool.read_from(1, 1000)
+    assert [(m.key, m.value, m.headers or None) for m in read] == messages
+    assert [m.id for m in read] == list(range(1, len(messages) + 1))
+    assert [m.value for m in spool.read_from(3, 2)] == [b"v" * 5000, b"0"]
+
+
+def test_rows_not_read_yet_come_from_memory_and_equal_what_the_database_holds(tmp_path, monkeypatch):
+    spool = Spool(tmp_path, 10_000_000)
+    messages = [(f"k{i}".encode(), f"{i:06d}".encode(), [("traceparent", b"00-%d" % i)] if i % 2 else None)
+                for i in range(50)]
+    spool.append(messages[:30])
+    spool.append(messages[30:])
+    from_disk = Spool(tmp_path, 10_000_000).read_from(1, 100)  # another process: the database
+    first, rest = spool.read_from(1, 20), spool.read_from(21, 100)
+    assert first + rest == from_disk
+    assert spool.read_from(5, 3) == from_disk[4:7]  # a rewind is read from the database again
+
+
+def test_a_relay_far_behind_reads_from_the_database_and_then_from_memory_again(tmp_path, monkeypatch):
+    monkeypatch.setattr("appliance.pipeline.producer.spool.MAX_FRESH", 10)
+    spool = Spool(tmp_path, 10_000_000)
+    for start in range(0, 30, 6):  # 5 appends of 6: memory overflows and starts over
+        spool.append([(b"k", f"{i:06d}".encode(), None) for i in range(start, start + 6)])
+    read, cursor = [], 1
+    while cursor <= spool.last_id:
+        batch = spool.read_from(cursor, 7)
+        read += batch
+        cursor = batch[-1].id + 1
+    assert [int(m.value) for m in read] == list(range(30))
+    assert not spool._fresh

@@ -13,6 +13,7 @@ from appliance.api.routes.events import add_event_routes
 from appliance.api.routes.kafka import add_kafka_routes
 from appliance.api.routes.status import add_status_routes
 from appliance.api.services import Services
+from appliance.core import jsontext
 from appliance.core.config import Settings
 
 log = logging.getLogger("appliance.api")
@@ -42,6 +43,8 @@ def create_app(settings: Settings, services: Services | None = None) -> AuditMid
     services = services or Services(settings)
     app = JsonBottle()
     app.config["json.enable"] = True
+    app.uninstall(bottle.JSONPlugin)  # a route's dict becomes JSON through orjson instead
+    app.install(bottle.JSONPlugin(json_dumps=jsontext.dumps))
     add_core_routes(app, services)
     add_kafka_routes(app, services)
     add_event_routes(app, services)

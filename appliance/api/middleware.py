@@ -16,7 +16,7 @@ from appliance.api.host import HostInfo
 from appliance.api.jsonio import error_body
 from appliance.api.lifecycle import Lifecycle
 from appliance.api.sink import EventSink
-from appliance.core import tracing
+from appliance.core import logs, tracing
 from appliance.core.config import Settings
 from appliance.core.ids import new_id, sane_request_id
 from appliance.core.metrics import M
@@ -26,6 +26,7 @@ access_log = logging.getLogger("appliance.access")
 UNMATCHED_ROUTE = "unmatched"  # one label for every unknown path: bounded cardinality
 # Any other method a client invents is counted as "other": label values stay bounded.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+STATUS_TEXT = {code: str(code) for code in range(100, 600)}  # the status label, made once
 
 StartResponse = Callable[..., Any]
 
@@ -38,6 +39,7 @@ class AuditMiddleware:
         self.sink = sink
         self.host = host
         self.lifecycle = lifecycle
+        self.durable = settings.event_durability == "sync"
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if not tracing.enabled():
@@ -98,55 +100,54 @@ class AuditMiddleware:
                 result.close()
 
     def _record(self, environ: dict, status: int, response_bytes: int, started: float) -> None:
+        """One pass over the exchange: the access line, the metrics and the events share the
+        values read here once."""
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        route = environ.get("bottle.route")
-        fields = {
-            "method": environ.get("REQUEST_METHOD", ""),
-            "route": route.rule if route is not None else UNMATCHED_ROUTE,
-            "path": environ.get("PATH_INFO", ""),
-            "status": status,
-            "duration_ms": duration_ms,
-            "user_ip": environ["sts.client"].user_ip,
-            "request_id": environ["sts.request_id"],
-        }
-        if environ.get("sts.trace_id"):
-            fields["trace_id"] = environ["sts.trace_id"]
-        access_log.info("request", extra=fields)
-        method = fields["method"] if fields["method"] in KNOWN_METHODS else "other"
-        M.http_requests.labels(method, fields["route"], str(status)).inc()
-        M.http_duration.labels(method, fields["route"]).observe(duration_ms / 1000)
-        if self.sink.enabled and fields["path"] not in self.settings.events_exclude_paths:
-            self._emit_events(environ, fields, response_bytes)
+        route_of = environ.get("bottle.route")
+        route = route_of.rule if route_of is not None else UNMATCHED_ROUTE
+        method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+        client, request_id = environ["sts.client"], environ["sts.request_id"]
+        trace_id = environ.get("sts.trace_id")
+        fields = {"method": method, "route": route, "path": path, "status": status,
+                  "duration_ms": duration_ms, "user_ip": client.user_ip, "request_id": request_id}
+        if trace_id:
+            fields["trace_id"] = trace_id
+        logs.write(access_log, logging.INFO, "request", fields)
+        label = method if method in KNOWN_METHODS else "other"
+        M.http_requests.labels(label, route, STATUS_TEXT.get(status) or str(status)).inc()
+        M.http_duration.labels(label, route).observe(duration_ms / 1000)
+        if self.sink.enabled and path not in self.settings.events_exclude_paths:
+            common = {
+                "method": wsgi_text(method, "method"), "route": route, "path": wsgi_text(path, "path"),
+                "query": wsgi_text(environ.get("QUERY_STRING", ""), "query"),
+                "user_ip": client.user_ip, "proxy_chain": client.proxy_chain,
+                "user_agent": wsgi_text(environ.get("HTTP_USER_AGENT", ""), "user_agent"),
+            }
+            length = environ.get("CONTENT_LENGTH") or "0"
+            request_bytes = int(length) if length.isdigit() else 0
+            response = {**common, "status": status, "duration_ms": duration_ms,
+                        "bytes": response_bytes}
+            common["bytes"] = request_bytes
+            self._emit_events(environ, request_id, trace_id, common, response)
 
-    def _emit_events(self, environ: dict, fields: dict, response_bytes: int) -> None:
-        client = environ["sts.client"]
-        common = {
-            "method": wsgi_text(fields["method"], "method"), "route": fields["route"],
-            "path": wsgi_text(fields["path"], "path"),
-            "query": wsgi_text(environ.get("QUERY_STRING", ""), "query"), "user_ip": client.user_ip,
-            "proxy_chain": client.proxy_chain,
-            "user_agent": wsgi_text(environ.get("HTTP_USER_AGENT", ""), "user_agent"),
-        }
-        length = environ.get("CONTENT_LENGTH") or "0"
-        request_bytes = int(length) if length.isdigit() else 0
-        rid, host, trace_id = fields["request_id"], self.host.hostname, environ.get("sts.trace_id")
-        built = [
-            events.make_event(events.HTTP_REQUEST, rid, host, {**common, "bytes": request_bytes}, trace_id),
-            events.make_event(events.HTTP_RESPONSE, rid, host, {
-                **common, "status": fields["status"], "duration_ms": fields["duration_ms"],
-                "bytes": response_bytes}, trace_id)]
-        if fields["status"] >= 500:
+    def _emit_events(self, environ: dict, request_id: str, trace_id: str | None,
+                     request: dict[str, Any], response: dict[str, Any]) -> None:
+        host = self.host.hostname
+        built = [events.make_event(events.HTTP_REQUEST, request_id, host, request, trace_id),
+                 events.make_event(events.HTTP_RESPONSE, request_id, host, response, trace_id)]
+        status = response["status"]
+        if status >= 500:
             failure = environ.get("sts.exception")
-            built.append(events.make_event(events.ERROR, rid, host, {
-                "method": common["method"], "route": fields["route"], "path": common["path"],
-                "status": fields["status"],
+            built.append(events.make_event(events.ERROR, request_id, host, {
+                "method": request["method"], "route": request["route"], "path": request["path"],
+                "status": status,
                 "error": events.clip(type(failure).__name__ if failure else "HTTPError", "error"),
                 "message": events.clip(str(failure) if failure else "server error", "message"),
             }, trace_id))
         topic = self.settings.kafka_topic_events
         # EVENT_DURABILITY=sync: the answer leaves only once its events are on disk.
         self.sink.emit_all([(event, tracing.event_headers(topic, event)) for event in built],
-                           durable=self.settings.event_durability == "sync")
+                           durable=self.durable)
 
 
 class StreamedBody:
@@ -170,8 +171,11 @@ class StreamedBody:
 
 def wsgi_text(value: str, name: str) -> str:
     """A WSGI string (the request's bytes as latin-1, PEP 3333) as the text it was sent as
-    (UTF-8, undecodable bytes replaced), cut to what the event schema keeps of it."""
-    return events.clip(value.encode("latin-1", "replace").decode("utf-8", "replace"), name)
+    (UTF-8, undecodable bytes replaced), cut to what the event schema keeps of it. ASCII, the
+    usual case, is the same in both: nothing to convert."""
+    if not value.isascii():
+        value = value.encode("latin-1", "replace").decode("utf-8", "replace")
+    return events.clip(value, name)
 
 
 def describe_span(span, environ: dict, status: int) -> None:

@@ -27,9 +27,15 @@ from appliance.api.lifecycle import Lifecycle
 from appliance.api.middleware import UNMATCHED_ROUTE, access_log
 from appliance.core.config import Settings
 from appliance.core.ids import new_id
+from appliance.core.logs import ThrottledLogger
 
 log = logging.getLogger("appliance.server")
 LOOP_TICK = 0.1  # seconds per asyncore loop turn: how fast the loop notices a signal
+QUEUE_WARNING_INTERVAL = 30.0  # seconds between two "Task queue depth" lines
+# The guards scan every connection: under load the loop turns thousands of times a second, and
+# scanning on each turn was ~8 % of the API's GIL time (bench/profile_api.py). A tenth of the
+# header timeout (at most LOOP_TICK) apart is precise enough for a timeout.
+GUARD_INTERVAL = LOOP_TICK
 
 
 class JsonErrorTask(ErrorTask):
@@ -85,8 +91,15 @@ class ApiServer:
             ident="simple-time-service",
         )
         self.server.channel_class = JsonErrorChannel
+        # "Task queue depth is N", once per request that waits for a thread, made inside the
+        # dispatcher's lock: under load a LogRecord per request (~6 % of the GIL time of the
+        # API, bench/profile_api.py) while the workers waited for that lock.
+        self.server.task_dispatcher.queue_logger = ThrottledLogger(
+            logging.getLogger("waitress.queue"), QUEUE_WARNING_INTERVAL)
         self.accept_guard = AcceptGuard(self.server)
         self.port = sock.getsockname()[1]
+        self._guard_interval = min(GUARD_INTERVAL, settings.request_header_timeout / 10)
+        self._guards_due = 0.0
 
     def handle_signal(self, *_args) -> None:
         # Only set state here; the loop does the work (uvicorn's should_exit/force_exit).
@@ -107,8 +120,11 @@ class ApiServer:
 
     def _tick(self) -> None:
         wasyncore.loop(timeout=LOOP_TICK, map=self.server._map, use_poll=True, count=1)
-        close_slow_clients(self.server._map.values(), self.settings.request_header_timeout)
-        self.accept_guard.tick()
+        now = time.monotonic()
+        if now >= self._guards_due:
+            self._guards_due = now + self._guard_interval
+            close_slow_clients(self.server._map.values(), self.settings.request_header_timeout)
+            self.accept_guard.tick()
 
     def _run_until(self, done: Callable[[], bool], seconds: float) -> bool:
         deadline = time.monotonic() + seconds

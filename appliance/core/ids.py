@@ -16,7 +16,6 @@ from __future__ import annotations
 import random
 import re
 import time
-import uuid
 
 _random = random.Random()
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
@@ -27,11 +26,14 @@ _VARIANT = 0b10 << 62
 
 
 def new_id() -> str:
-    """A UUID version 7: 48 bits of milliseconds, then 74 random bits around version and variant."""
+    """A UUID version 7: 48 bits of milliseconds, then 74 random bits around version and variant.
+    Its text is made from the integer directly: a uuid.UUID object for it cost three times as
+    much, three times per request."""
     bits = _random.getrandbits(74)
     value = ((time.time_ns() // 1_000_000) << 80 | _VERSION_7 | (bits >> 62) << 64 | _VARIANT
              | bits & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def sane_request_id(value: str | None) -> str | None:

@@ -5,9 +5,11 @@ Fixed width, so text order is time order (the databases sort and compare them as
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_second: tuple[int, str] = (-1, "")  # the current second and its text, shared by all threads
 
 
 def iso(moment: datetime) -> str:
@@ -18,7 +20,20 @@ def iso(moment: datetime) -> str:
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).strftime(FORMAT)
+    """Now, as ``iso`` writes it. Three per request (two events and the response): the text of
+    the second is made once a second, only the microseconds each time (strftime per call
+    was ~4 % of the API's CPU per request)."""
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    return f"{second_text(second)}.{micro:06d}Z"
+
+
+def second_text(second: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` (UTC) of a Unix second, made once for the current second."""
+    global _second
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return cached[1]
 
 
 def parse_iso(text: str) -> datetime:

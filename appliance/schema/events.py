@@ -18,6 +18,7 @@ import json
 import re
 from typing import Any
 
+from appliance.core import jsontext
 from appliance.core.ids import new_id
 from appliance.core.timefmt import utc_now_iso
 
@@ -104,4 +105,4 @@ def make_event(event_type: str, request_id: str, hostname: str, payload: dict[st
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    return jsontext.dumps(event)

@@ -35,12 +35,14 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "client.id": f"simple-time-service-consumer@{socket.gethostname()}",
         "enable.auto.commit": False,  # we commit after the database commit, never before
         "auto.offset.reset": "earliest",  # a new group starts at the oldest event: none skipped
-        # A group join takes about session.timeout.ms / 2 on the embedded broker (measured: 23 s
-        # at the 45 s default, 3.1 s at 6 s, 2.1 s at 3 s), and a dead consumer's partitions move
-        # on after it. 3 s for the embedded broker, which rejoins after every recycle; 6 s is the
+        # A group join takes about session.timeout.ms / 2 on the embedded broker, 1 s at least
+        # (measured: 23 s at the 45 s default, 3.1 s at 6 s, 2.0 s at 3 s, 1.0 s at 2 s and at
+        # 1 s), and a dead consumer's partitions move on after it. 2 s for the embedded broker,
+        # which rejoins after every recycle and at `up` (half of `up` -> ready); its heartbeats
+        # come from librdkafka's own thread every 0.5 s, whatever Python is doing. 6 s is the
         # lowest a Kafka broker accepts by default (group.min.session.timeout.ms).
-        "session.timeout.ms": 3000 if settings.embedded_broker else 6000,
-        "heartbeat.interval.ms": 1000 if settings.embedded_broker else 1500,
+        "session.timeout.ms": 2000 if settings.embedded_broker else 6000,
+        "heartbeat.interval.ms": 500 if settings.embedded_broker else 1500,
         # The embedded broker lists every record batch of the partition within this budget and
         # answers empty when it runs out (docs/embedded-broker.md): 100 ms leaves room for tens
         # of thousands of batches, while a caught-up fetch still returns within ~50 ms of data.

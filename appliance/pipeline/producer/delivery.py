@@ -35,9 +35,20 @@ class DeliveryTracker:
         with self._lock:
             return row_id in self._in_flight or row_id in self._unconfirmed_ids
 
+    def tracked_among(self, row_ids: list[int]) -> set[int]:
+        """Those of ``row_ids`` that are in flight or unconfirmed (one lock for a batch)."""
+        with self._lock:
+            return {r for r in row_ids if r in self._in_flight or r in self._unconfirmed_ids}
+
     def sent(self, row_id: int, size: int) -> None:
         with self._lock:
             self._in_flight[row_id] = size
+
+    def sent_all(self, rows: list[tuple[int, int]]) -> None:
+        """``sent`` for each (spool id, size), under one lock."""
+        if rows:
+            with self._lock:
+                self._in_flight.update(rows)
 
     def delivered(self, row_id: int, partition: int, offset: int) -> None:
         with self._lock:

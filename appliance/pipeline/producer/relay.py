@@ -11,6 +11,7 @@ on disk: a consumer that stopped cannot make the embedded broker grow without bo
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import threading
@@ -58,6 +59,9 @@ class Relay:
         self.confirmer = Confirmer(handle, watch, tracker, offsets) if offsets else None
         self._sampled_at = 0.0
         self._forgotten_below = 0
+        # Delivery reports counted here and added to the stats and metrics once a turn: one
+        # lock and one metric write per turn instead of two per event (~1,000 events a turn).
+        self._reported: collections.Counter = collections.Counter()
         self._last_report = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kafka-relay", daemon=True)
@@ -90,6 +94,7 @@ class Relay:
         if self.confirmer:
             self.confirmer.confirm_if_due()
         self._check_reports()
+        self._count_reports()
         self._sample_gauges()
 
     # --- sending ---------------------------------------------------------------------------
@@ -101,10 +106,18 @@ class Relay:
         if room <= 0:
             return
         first = max(self.cursor, self.spool.dropped_below + 1)
-        for message in self.spool.read_from(first, min(SEND_BATCH, room)):
-            if not self.tracker.tracked(message.id) and not self._produce(message):
-                return
-            self.cursor = message.id + 1
+        messages = self.spool.read_from(first, min(SEND_BATCH, room))
+        tracked = self.tracker.tracked_among([message.id for message in messages])
+        sent: list[tuple[int, int]] = []
+        try:
+            for message in messages:
+                if message.id not in tracked:
+                    if not self._produce(message):
+                        return
+                    sent.append((message.id, message.size))
+                self.cursor = message.id + 1
+        finally:  # reports are served by poll() only, never before this
+            self.tracker.sent_all(sent)
 
     def _produce(self, message) -> bool:
         try:
@@ -117,21 +130,23 @@ class Relay:
         except KafkaException as exc:  # a fatal producer refuses; the watch replaces it
             self.watch.note_failure(exc.args[0])
             return False
-        self.tracker.sent(message.id, message.size)
         return True
 
     def _on_delivery(self, row_id: int, err: KafkaError | None, msg) -> None:
         self._last_report = time.monotonic()
-        kind = value_type(msg.value())
         if err is None:
-            self.stats.add("delivered")
-            M.produced.labels(kind, "delivered").inc()
+            self._reported[value_type(msg.value()), "delivered"] += 1
             self.tracker.delivered(row_id, msg.partition(), msg.offset())
             return
-        self.stats.add("failed")
-        M.produced.labels(kind, "failed").inc()
+        self._reported[value_type(msg.value()), "failed"] += 1
         self.watch.note_error(err.str())
         self.tracker.failed(row_id)
+
+    def _count_reports(self) -> None:
+        reported, self._reported = self._reported, collections.Counter()
+        for (kind, result), count in reported.items():
+            self.stats.add(result, count)
+            M.produced.labels(kind, result).inc(count)
 
     def on_stats(self, text: str) -> None:
         """librdkafka's statistics: count the record batches written to our topic."""
@@ -189,4 +204,5 @@ class Relay:
         if self.confirmer:
             self.confirmer.close()
         self._remove_released()
+        self._count_reports()
         return remaining

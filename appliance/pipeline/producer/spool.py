@@ -12,13 +12,13 @@ lock serialises the two on the one connection.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from appliance.core import sqlite
 from appliance.core.metrics import M
@@ -28,10 +28,12 @@ log = logging.getLogger("appliance.spool")
 
 Headers = list[tuple[str, bytes]]
 Message = tuple[bytes | None, bytes, Headers | None]  # key, value, headers
+MAX_FRESH = 20_000  # rows kept in memory until the relay reads them (~10 MB of events)
+_INSERT = "INSERT INTO spool (key, value, headers, size) VALUES "
+_CHUNKS = (128, 64, 32, 16, 8, 4, 2, 1)  # rows per INSERT: few distinct statements to prepare
 
 
-@dataclass(frozen=True)
-class SpooledMessage:
+class SpooledMessage(NamedTuple):  # a tuple: made ~1,000 times a relay turn, cheaply
     id: int
     key: bytes | None
     value: bytes
@@ -60,6 +62,9 @@ class Spool:
         self.dropped = self._db.execute("SELECT value FROM meta WHERE name='dropped'").fetchone()[0]
         self.dropped_below = 0  # every id up to this one was dropped (drops remove a prefix)
         self.appended = 0  # since this process started
+        # The newest rows, not read yet, ids consecutive up to last_id (one writer, AUTOINCREMENT
+        # within one transaction); empty when they no longer fit: then the database serves.
+        self._fresh: collections.deque[SpooledMessage] = collections.deque()
 
     def append(self, messages: list[Message]) -> None:
         """Store messages at the tail, in order, in one transaction; raise if they were not."""
@@ -68,15 +73,36 @@ class Spool:
         with self._lock:
             with self._db:
                 self._db.execute("BEGIN")
-                self._db.executemany(
-                    "INSERT INTO spool (key, value, headers, size) VALUES (?, ?, ?, ?)", rows)
+                self._insert(rows)
                 last_id = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
             self.depth += len(rows)
             self.bytes += sum(row[3] for row in rows)
             self.appended += len(rows)
             self.last_id = last_id
+            self._remember(messages, rows, last_id)
             if self.bytes > self.max_bytes:
                 self._drop_oldest()
+
+    def _remember(self, messages: list[Message], rows: list[tuple], last_id: int) -> None:
+        fresh = self._fresh
+        if len(fresh) + len(rows) > MAX_FRESH or (fresh and fresh[-1].id != last_id - len(rows)):
+            fresh.clear()  # the relay is far behind: it reads from the database until it is not
+        if len(rows) > MAX_FRESH:
+            return
+        first = last_id - len(rows) + 1
+        fresh.extend(SpooledMessage(first + i, key, value, headers or [], row[3])
+                     for i, ((key, value, headers), row) in enumerate(zip(messages, rows)))
+
+    def _insert(self, rows: list[tuple]) -> None:
+        """Many rows per INSERT statement (executemany steps, and lets go of the GIL, once per
+        row), in order: ids follow the order of ``rows``."""
+        start = 0
+        while start < len(rows):
+            size = next(n for n in _CHUNKS if n <= len(rows) - start)
+            chunk = rows[start:start + size]
+            self._db.execute(_INSERT + ",".join(("(?, ?, ?, ?)",) * size),
+                             [value for row in chunk for value in row])
+            start += size
 
     def _drop_oldest(self) -> None:
         # Walk from the head until enough bytes are freed; one transaction for delete + count.
@@ -96,17 +122,32 @@ class Spool:
         self.bytes -= freed
         self.dropped += count
         self.dropped_below = last_id
+        while self._fresh and self._fresh[0].id <= last_id:
+            self._fresh.popleft()
         M.spool_dropped.inc(count)
         log.warning("spool full: dropped oldest events",
                     extra={"dropped": count, "dropped_total": self.dropped,
                            "max_bytes": self.max_bytes})
 
     def read_from(self, first_id: int, limit: int) -> list[SpooledMessage]:
-        """Up to ``limit`` rows with ids from ``first_id`` on, oldest first."""
+        """Up to ``limit`` rows with ids from ``first_id`` on, oldest first.
+
+        Rows appended and not read yet come from memory (``_fresh``), the same rows the database
+        holds: Python's sqlite3 lets go of the GIL for every row it steps through, and under
+        load the relay then waited for the request threads once per row to take it back (the
+        pipeline fell behind the requests: event -> row p99 6 s, bench/whole_appliance.py).
+        Anything else (a rewind, rows from before this process, a gap) from the database."""
         with self._lock:
+            fresh = self._fresh
+            while fresh and fresh[0].id < first_id:  # skipped: dropped, or read from the database
+                fresh.popleft()
+            if fresh and fresh[0].id == first_id:
+                return [fresh.popleft() for _ in range(min(limit, len(fresh)))]
             rows = self._db.execute(
                 "SELECT id, key, value, headers, size FROM spool WHERE id >= ? ORDER BY id LIMIT ?",
                 (first_id, limit)).fetchall()
+            while fresh and rows and fresh[0].id <= rows[-1][0]:
+                fresh.popleft()
         return [SpooledMessage(r[0], r[1], r[2], _decode_headers(r[3]), r[4]) for r in rows]
 
     def remove(self, rows: list[tuple[int, int]]) -> None:
@@ -117,7 +158,8 @@ class Spool:
                 return
             with self._db:
                 self._db.execute("BEGIN")
-                self._db.executemany("DELETE FROM spool WHERE id = ?", [(r,) for r, _ in rows])
+                self._db.executemany("DELETE FROM spool WHERE id BETWEEN ? AND ?",
+                                     id_ranges([row_id for row_id, _ in rows]))
             self.depth -= len(rows)
             self.bytes -= sum(size for _, size in rows)
 
@@ -126,6 +168,18 @@ class Spool:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def id_ranges(ids: list[int]) -> list[tuple[int, int]]:
+    """The ids as (first, last) runs of consecutive ids: released rows mostly come in runs, and
+    one DELETE per run costs a fraction of one per row."""
+    runs: list[tuple[int, int]] = []
+    for row_id in sorted(set(ids)):
+        if runs and row_id == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], row_id)
+        else:
+            runs.append((row_id, row_id))
+    return runs
 
 
 ACCEPTED, REFUSED, WRITTEN, NOT_WRITTEN = "accepted", "refused", "written", "not written"
