@@ -141,6 +141,16 @@ def session_broker(tmp_path_factory: pytest.TempPathFactory):
         broker.stop()
 
 
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A Tansu broker of the test's own, for tests that restart, stop or fill it."""
+    server = Broker(free_port(), tmp_path / "broker.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def kafka_live_server(tmp_path_factory: pytest.TempPathFactory, session_broker) -> Iterator[ApiProcess]:
     """A server with Kafka up, so every documented operation can answer without a 5xx, and a

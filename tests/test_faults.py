@@ -22,7 +22,6 @@ from confluent_kafka import Producer
 from procs import (
     IN_CI,
     Appliance,
-    Broker,
     Load,
     Process,
     clean_environment,
@@ -58,13 +57,6 @@ def assert_every_answer_once(app, prefix: str, answered: list[str], timeout: flo
 
 
 # --- poison on the topic -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def broker(tmp_path):
-    broker = Broker(free_port(), tmp_path / "broker.log").start()
-    yield broker
-    broker.stop()
 
 
 @pytest.mark.broker

@@ -20,13 +20,6 @@ pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
-def broker(tmp_path):
-    broker = Broker(free_port(), tmp_path / "broker.log").start()
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture
 def appliances():
     started: list[Appliance] = []
 

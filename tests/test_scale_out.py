@@ -10,17 +10,10 @@ import time
 from urllib.parse import quote
 
 import pytest
-from procs import Appliance, Broker, Load, free_port, wait_until
+from procs import Appliance, Load, wait_until
 
 GROUP_ENV = {"KAFKA_CONSUMER_GROUP": "scale-out", "KAFKA_TOPIC_EVENTS": "scale-out-events",
              "KAFKA_PARTITIONS": "4", "LOG_LEVEL": "INFO"}
-
-
-@pytest.fixture
-def broker(tmp_path):
-    server = Broker(free_port(), tmp_path / "broker.log").start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
