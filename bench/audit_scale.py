@@ -28,6 +28,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import common
+from dataset import Message  # the consumer's view of a Kafka message, as in the tests
 
 from appliance.core.config import Settings
 from appliance.core.database_url import DatabaseUrl
@@ -94,25 +95,6 @@ class Population:
         for e in made:
             e["occurred_at"] = iso(at)
         return made
-
-
-class Message:
-    __slots__ = ("raw", "number")
-
-    def __init__(self, raw: bytes, number: int) -> None:
-        self.raw, self.number = raw, number
-
-    def value(self) -> bytes:
-        return self.raw
-
-    def topic(self) -> str:
-        return "bench"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self.number
 
 
 def fill(path, total: int, days: float, sample: int) -> dict:

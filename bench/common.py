@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -257,3 +260,31 @@ def machine() -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"{os.cpu_count()} cores, {platform.platform(terse=True)}, Python {platform.python_version()}, "
             f"load avg {load}, appliance @ {commit or '?'}{'+dirty' if dirty else ''}")
+
+
+# --- the appliance's own answers ------------------------------------------------------------
+
+ANSWERED_RE = re.compile(r'^http_requests_total\{method="GET",route="/",status="200"\} (\S+)$', re.M)
+
+
+def http_json(port: int, path: str, timeout: float = 5) -> dict:
+    """GET a JSON answer of the appliance; {} when it does not answer with JSON."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        with contextlib.suppress(ValueError):
+            return json.loads(err.read() or b"{}")
+        return {}
+    except (OSError, ValueError):
+        return {}
+
+
+def answered(port: int, timeout: float = 10) -> int:
+    """GET / answered 200, from the API's own counter (the bench's reads are other routes)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as resp:
+            found = ANSWERED_RE.search(resp.read().decode())
+    except OSError:
+        return -1
+    return int(float(found.group(1))) if found else 0

@@ -14,12 +14,10 @@ when a request answered is missing from the database or a row is duplicated.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
 import time
-import urllib.request
 
 import common
 
@@ -27,7 +25,6 @@ from appliance import supervise
 from appliance.core.config import Settings
 
 PROGRAMS = ("api", "consumer", "agent", "broker")
-ANSWERED_RE = re.compile(r'^http_requests_total\{method="GET",route="/",status="200"\} (\S+)$', re.M)
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,24 +43,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (process logs)")
     return parser.parse_args()
 
-
-def http_json(port: int, path: str) -> dict:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return json.loads(err.read() or b"{}")
-    except (OSError, ValueError):
-        return {}
-
-
-def answered(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            found = ANSWERED_RE.search(resp.read().decode())
-    except OSError:
-        return -1
-    return int(float(found.group(1))) if found else 0
 
 
 def rss_mb(pid: int) -> float:
@@ -94,9 +73,9 @@ class Sampler:
         pids = {info["name"]: info["pid"] for info in self.control.getAllProcessInfo()}
         if pids.get("broker") and pids["broker"] not in self.broker_pids:
             self.broker_pids.append(pids["broker"])
-        kafka = http_json(self.app.port, "/kafka/status")
-        status = http_json(self.app.port, "/status").get("components", {})
-        count, stored = answered(self.app.port), self.persisted()
+        kafka = common.http_json(self.app.port, "/kafka/status")
+        status = common.http_json(self.app.port, "/status").get("components", {})
+        count, stored = common.answered(self.app.port, timeout=5), self.persisted()
         row = {"t": time.monotonic() - self.started, "answered": count, "persisted": stored,
                "backlog": count - stored,
                "lag": status.get("kafka", {}).get("data", {}).get("lag_total", -1),
@@ -142,10 +121,10 @@ def wrk_requests(tmp) -> tuple[int, int]:
 
 def summary(app: common.Appliance, sampler: Sampler, tmp) -> int:
     sent, non_2xx = wrk_requests(tmp)
-    count = answered(app.port)
+    count = common.answered(app.port, timeout=5)
     (rows, distinct), = app.rows(
         "SELECT COUNT(*), COUNT(DISTINCT request_id) FROM http_responses WHERE route = '/'")
-    kafka = http_json(app.port, "/kafka/status")
+    kafka = common.http_json(app.port, "/kafka/status")
     first = sampler.rows[0]["t"] if sampler.rows else 0
     print(f"\nwrk answered {sent:,} ({non_2xx:,} non-2xx); the API counted {count:,} answered; "
           f"{rows:,} rows ({rows - distinct:,} duplicates); backlog {count - rows:,}")
@@ -175,9 +154,9 @@ def main() -> int:
         stack.callback(up.stop, 90)
         up.start()
         control = supervise.client(Settings(data_dir=app.data_dir)).supervisor
-        common.wait_until(lambda: http_json(app.port, "/").get("kafka_status") == "UP", 60, 0.5,
+        common.wait_until(lambda: common.http_json(app.port, "/").get("kafka_status") == "UP", 60, 0.5,
                           "Kafka UP")
-        common.wait_until(lambda: http_json(app.port, "/status").get("components", {})
+        common.wait_until(lambda: common.http_json(app.port, "/status").get("components", {})
                           .get("process.consumer", {}).get("state") == "UP", 60, 0.5,
                           "consumer assigned")
         sampler = Sampler(app, control)

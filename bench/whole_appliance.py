@@ -40,8 +40,6 @@ import resource
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -53,7 +51,6 @@ from appliance.core.config import Settings
 
 BASE = "bare waitress"
 UP, API, DOWN = "appliance up", "api default", "api kafka-down"
-ANSWERED_RE = re.compile(r'^http_requests_total\{method="GET",route="/",status="200"\} (\S+)$', re.M)
 READY_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 60.0
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -113,27 +110,6 @@ def machine_busy() -> tuple[float, float]:
     return sum(values) - idle, sum(values)
 
 
-def http_json(port: int, path: str, timeout: float = 5) -> dict:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        with contextlib.suppress(ValueError):
-            return json.loads(err.read() or b"{}")
-        return {}
-    except (OSError, ValueError):
-        return {}
-
-
-def answered(port: int) -> int:
-    """GET / answered 200, from the API's own counter (the bench's reads are other routes)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-            found = ANSWERED_RE.search(resp.read().decode())
-    except OSError:
-        return -1
-    return int(float(found.group(1))) if found else 0
-
 
 def utc_seconds(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
@@ -189,7 +165,7 @@ def measure(target: Target, seconds: float, connections: int) -> dict:
     """One wrk run, with what the processes did meanwhile."""
     pids = target.pids()
     if target.persists:
-        answered_before, rowid_before = answered(target.port), target.last_rowid()
+        answered_before, rowid_before = common.answered(target.port), target.last_rowid()
         persisted_before = target.persisted()
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     busy_before, total_before = machine_busy()
@@ -211,7 +187,7 @@ def measure(target: Target, seconds: float, connections: int) -> dict:
     result["rss"] = peak
     if target.persists:
         persisted_during = target.persisted() - persisted_before
-        goal = answered(target.port)
+        goal = common.answered(target.port)
         drained = drain_time(target, goal)
         result.update(persisted_s=persisted_during / elapsed, drain_s=drained,
                       answered=goal - answered_before,
@@ -250,7 +226,7 @@ class Up:
     def wait_ready(self) -> float:
         """Seconds from the launch until /status says kafka UP and process.consumer UP."""
         while time.time() - self.launched < READY_TIMEOUT:
-            components = http_json(self.app.port, "/status", timeout=1).get("components", {})
+            components = common.http_json(self.app.port, "/status", timeout=1).get("components", {})
             if (components.get("kafka", {}).get("state") == "UP"
                     and components.get("process.consumer", {}).get("state") == "UP"):
                 return time.time() - self.launched
@@ -400,7 +376,7 @@ def report_down_vs_up(runs: list) -> None:
 def paced_latency(target: Target, rate: float, seconds: float, tmp: Path) -> None:
     rowid = target.last_rowid()
     common.paced_load(target.port, rate, seconds, 4, str(tmp / "paced.txt"))
-    drain_time(target, answered(target.port))
+    drain_time(target, common.answered(target.port))
     e2e = target.latencies_since(rowid)
     print(f"\n{target.name} at a paced {rate:g} req/s for {seconds:g} s: event->row p50 "
           f"{common.percentile(e2e, 50):.0f} ms, p99 {common.percentile(e2e, 99):.0f} ms, "
