@@ -98,13 +98,19 @@ SCHEMAS.update({
                      "delivered", "failed", "spooled", "spool_depth", "dropped", "last_error"],
         "properties": {
             "brokers": STRING, "topic": STRING, "partitions": {"type": ["integer", "null"]},
-            "connected": {"type": "boolean"}, "state": {"enum": ["UP", "DOWN"]},
+            # connected: every API process reaches the broker; DEGRADED: some do (WEB_PROCESSES)
+            "connected": {"type": "boolean"}, "state": {"enum": ["UP", "DEGRADED", "DOWN"]},
             "state_since": STRING, "in_queue": {"type": "integer"}, "queued": {"type": "integer"},
             "delivered": {"type": "integer"}, "failed": {"type": "integer"},
             "spooled": {"type": "integer"}, "lost": {"type": "integer"},
             "spool_depth": {"type": "integer"}, "spool_bytes": {"type": "integer"},
             "dropped": {"type": "integer"}, "last_error": NULLABLE_STRING,
             "last_error_at": NULLABLE_STRING,
+            "workers": {"type": "array", "description": "with WEB_PROCESSES > 1: each API "
+                        "process's state, queued and spool_depth (the counters above are sums)",
+                        "items": {"type": "object", "required": ["worker", "state"]}},
+            "workers_unreachable": {"type": "array", "items": {"type": "integer"},
+                                    "description": "API processes that did not answer (restarting)"},
         },
     },
 })

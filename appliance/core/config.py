@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from appliance.core import database_url
+from appliance.core.cpus import usable_cpus
 from appliance.core.database_url import DatabaseUrl
 from appliance.core.layout import DataLayout
 
@@ -150,6 +151,20 @@ def as_programs(raw: str) -> tuple[str, ...]:
     return tuple(program for program in PROGRAMS if program in names)
 
 
+def as_processes(raw: str) -> int | None:
+    """WEB_PROCESSES: "auto" (None: one per usable CPU, at most AUTO_PROCESSES) or 1-64."""
+    value = raw.strip().lower()
+    if value == "auto":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 64:
+        raise ValueError("auto, or a whole number of API processes from 1 to 64")
+    return count
+
+
 def as_token(raw: str) -> str | None:
     value = raw.strip()
     if value and (len(value) < 8 or any(c.isspace() for c in value)):
@@ -162,6 +177,7 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("HOST", "host", as_str),
     ("PORT", "port", as_port),
     ("WEB_THREADS", "web_threads", as_int_range(1, 256)),
+    ("WEB_PROCESSES", "web_processes", as_processes),
     ("CONNECTION_LIMIT", "connection_limit", as_int_range(1, 100_000)),
     # Below librdkafka's default message.max.bytes (1 MB) with room for the event envelope:
     # a larger published event could never be delivered and would block the spool's replay.
@@ -204,6 +220,7 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("APPLIANCE_PROGRAMS", "programs", as_programs),
 )
 
+AUTO_PROCESSES = 4  # WEB_PROCESSES=auto never starts more: each is ~50-75 MB
 SECRETS = frozenset({"API_TOKEN", "DATABASE_URL"})  # never repeated in an error
 NAMED_KAFKA_VARIABLES = frozenset(name for name, _, _ in VARIABLES if name.startswith("KAFKA_"))
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
@@ -213,7 +230,8 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
 class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
-    web_threads: int = 8
+    web_threads: int = 8  # per API process
+    web_processes: int | None = None  # API processes on the one port; None: auto (api_processes)
     connection_limit: int = 200  # concurrent connections Waitress accepts
     max_body_bytes: int = 65_536  # bytes; larger bodies get 413
     trusted_proxies: tuple[IPNetwork, ...] = LOOPBACK
@@ -280,6 +298,14 @@ class Settings:
         if self.programs is None:
             object.__setattr__(self, "programs", tuple(
                 p for p in PROGRAMS if p != "broker" or self.embedded_broker))
+
+    @property
+    def api_processes(self) -> int:
+        """WEB_PROCESSES, or one per CPU this process may use, at most AUTO_PROCESSES: one
+        Python process serves on one core at a time (api/workers.py has the measurements)."""
+        if self.web_processes is not None:
+            return self.web_processes
+        return min(AUTO_PROCESSES, usable_cpus())
 
     @property
     def embedded_broker(self) -> bool:

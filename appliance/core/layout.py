@@ -19,6 +19,10 @@ class DataLayout:
     def supervisor_socket(self) -> Path:
         return self.root / "supervisor.sock"
 
+    def api_socket(self, worker: int) -> Path:
+        """Where API worker ``worker`` answers its siblings (api/peers.py)."""
+        return self.root / f"api-{worker}.sock"
+
     @property
     def supervisord_conf(self) -> Path:
         """conf/supervisord.conf with only the programs this appliance runs (`up` writes it)."""

@@ -32,6 +32,8 @@ SERIES = (
      ("method", "route", "status"), {}),
     ("http_duration", "histogram", "http_request_duration_seconds", "HTTP request duration by route",
      ("method", "route"), {"buckets": DURATION_BUCKETS}),
+    # Every process has this gauge at 0 (unlabelled gauges exist from the start), so it can only
+    # be a max: with several API processes, 1 while one of them does (/kafka/status says which).
     ("kafka_up", "gauge", "kafka_up", "1 while the API's producer reaches the broker", (),
      {"multiprocess_mode": "livemax"}),
     ("header_timeouts", "counter", "http_request_header_timeouts_total",
@@ -44,9 +46,9 @@ SERIES = (
      {"multiprocess_mode": "livesum"}),
     ("unconfirmed", "gauge", "kafka_events_unconfirmed",
      "Events the embedded broker holds that the consumer has not persisted", (),
-     {"multiprocess_mode": "livemax"}),
+     {"multiprocess_mode": "livesum"}),  # one count per API process
     ("spool_depth", "gauge", "spool_depth", "Events in the spool: waiting, or not yet confirmed", (),
-     {"multiprocess_mode": "livemax"}),
+     {"multiprocess_mode": "livesum"}),
     ("spool_dropped", "counter", "spool_dropped_total", "Events dropped because the spool was full",
      (), {}),
     ("persisted", "counter", "consumer_events_persisted_total", "Events written to the database",

@@ -51,12 +51,41 @@ def _decode_headers(text: str | None) -> Headers:
 
 
 class Spool:
-    def __init__(self, directory: Path, max_bytes: int) -> None:
-        self.path = spool_file(directory)
+    def __init__(self, directory: Path, max_bytes: int, worker: int = 0) -> None:
+        """The spool of API process ``worker`` (schema/spool.py: one file each)."""
+        self.path = spool_file(directory, worker)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._db = sqlite.connect(self.path)
         self._db.executescript(SCHEMA)
+        self._load()
+
+    def adopt(self, other: Path) -> int:
+        """Move every row of another spool file (one of an API process that no longer runs:
+        WEB_PROCESSES went down) to the tail of this one, drops counted; then remove the file.
+        Never lost: the rows are deleted from the other file only after they are copied (in
+        WAL mode a transaction over two files is atomic per file only, so a crash in between
+        may send some twice, which the consumer's event_id makes harmless)."""
+        with self._lock:
+            self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    moved = self._db.execute(
+                        "INSERT INTO spool (key, value, headers, size) "
+                        "SELECT key, value, headers, size FROM other.spool ORDER BY id").rowcount
+                    self._db.execute("UPDATE meta SET value = value + COALESCE((SELECT value FROM "
+                                     "other.meta WHERE name='dropped'), 0) WHERE name='dropped'")
+                    self._db.execute("DELETE FROM other.spool")
+            finally:
+                self._db.execute("DETACH DATABASE other")
+            self._load()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{other}{suffix}").unlink(missing_ok=True)
+        log.info("spool of a former API process adopted", extra={"file": str(other), "events": moved})
+        return moved
+
+    def _load(self) -> None:
         self.depth, self.bytes, self.last_id = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(MAX(id), 0) FROM spool").fetchone()
         self.dropped = self._db.execute("SELECT value FROM meta WHERE name='dropped'").fetchone()[0]

@@ -1,0 +1,154 @@
+"""The API's workers as one: /kafka/status and /kafka/flush answer for all of them.
+
+With WEB_PROCESSES > 1 (api/workers.py) each worker has its own producer and spool, and the
+kernel hands a connection to any of them. So each worker also listens on a Unix socket in
+DATA_DIR (api-N.sock, owner only) where its siblings ask two things: its producer's status,
+and a flush. The worker that got the request adds the answers to its own: counters summed,
+"connected" only when every worker is. A sibling that does not answer (it is restarting) is
+named in "workers_unreachable"; a flush then counts what its spool file holds as not flushed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import socketserver
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from appliance.api.sink import EventSink, Headers
+from appliance.core.layout import DataLayout
+
+log = logging.getLogger("appliance.peers")
+TIMEOUT = 2.0  # seconds for a status answer; a flush gets its own timeout on top
+SUMMED = ("in_queue", "queued", "delivered", "failed", "spooled", "lost", "in_flight",
+          "unconfirmed", "confirmed", "broker_batches", "spool_depth", "spool_bytes", "dropped")
+
+
+def merge_status(own: dict[str, Any], others: dict[int, dict[str, Any] | None],
+                 index: int) -> dict[str, Any]:
+    """One status for every worker, from ``own`` (worker ``index``) and its siblings' answers
+    (None: no answer)."""
+    answers = {index: own, **{i: s for i, s in others.items() if s is not None}}
+    merged = dict(own)
+    for name in SUMMED:
+        merged[name] = sum(s.get(name) or 0 for s in answers.values())
+    connected = all(s.get("connected") for s in answers.values())
+    some = any(s.get("connected") for s in answers.values())
+    merged["connected"] = connected
+    merged["state"] = "UP" if connected else ("DEGRADED" if some else "DOWN")
+    merged["paused"] = any(s.get("paused") for s in answers.values())
+    merged["spool_error"] = next((s["spool_error"] for s in answers.values() if s.get("spool_error")),
+                                 None)
+    newest = max(answers.values(), key=lambda s: s.get("last_error_at") or "")
+    merged["last_error"], merged["last_error_at"] = newest.get("last_error"), newest.get("last_error_at")
+    merged["workers"] = [{"worker": i, "state": s.get("state"), "queued": s.get("queued"),
+                          "spool_depth": s.get("spool_depth")} for i, s in sorted(answers.items())]
+    merged["workers_unreachable"] = sorted(i for i, s in others.items() if s is None)
+    return merged
+
+
+def ask(path: Path, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    """One question to a sibling; None when it does not answer."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            with sock.makefile("rb") as reply:
+                return json.loads(reply.readline())
+    except (OSError, ValueError):
+        return None
+
+
+class PeerServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """Answers the siblings' questions about this worker's own producer."""
+
+    daemon_threads = True
+
+    def __init__(self, path: Path, sink: EventSink) -> None:
+        path.unlink(missing_ok=True)  # a socket file left by a worker that was killed
+        self.sink = sink
+        self.path = path
+        super().__init__(str(path), _Handler)
+        os.chmod(path, 0o600)
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.2,),
+                                        name="api-peers", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self.path.unlink(missing_ok=True)
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        try:
+            request = json.loads(self.rfile.readline())
+            sink = self.server.sink
+            if request.get("op") == "flush":
+                answer: dict[str, Any] = {"remaining": sink.flush(float(request["timeout"]))}
+            else:
+                answer = sink.status()
+        except (ValueError, KeyError, TypeError) as exc:
+            answer = {"error": str(exc)}
+        self.wfile.write(json.dumps(answer, default=str).encode() + b"\n")
+
+
+class WorkerGroupSink:
+    """The EventSink of one worker: events go to its own sink, reads cover every worker."""
+
+    enabled = True
+
+    def __init__(self, own: EventSink, index: int, count: int, layout: DataLayout,
+                 spool_depth=lambda index: 0) -> None:
+        """``spool_depth(i)``: what worker i's spool file holds, for a flush it cannot answer."""
+        self.own, self.index = own, index
+        self.peers = {i: layout.api_socket(i) for i in range(count) if i != index}
+        self.server = PeerServer(layout.api_socket(index), own)
+        self.spool_depth = spool_depth
+
+    @property
+    def kafka_up(self) -> bool:
+        return self.own.kafka_up
+
+    def start(self) -> None:
+        self.own.start()
+        self.server.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.server.close()
+        self.own.close(timeout)
+
+    def emit(self, event: dict[str, Any], headers: Headers | None = None,
+             durable: bool = False) -> str:
+        return self.own.emit(event, headers, durable)
+
+    def emit_all(self, pairs: list[tuple[dict[str, Any], Headers | None]],
+                 durable: bool = False) -> str:
+        return self.own.emit_all(pairs, durable)
+
+    def status(self) -> dict[str, Any]:
+        with ThreadPoolExecutor(max_workers=max(1, len(self.peers))) as pool:
+            answers = {i: pool.submit(ask, path, {"op": "status"}, TIMEOUT)
+                       for i, path in self.peers.items()}
+            own = self.own.status()
+            return merge_status(own, {i: a.result() for i, a in answers.items()}, self.index)
+
+    def flush(self, timeout: float) -> int:
+        """Every worker flushes at the same time; what none of them delivered, summed."""
+        with ThreadPoolExecutor(max_workers=max(1, len(self.peers))) as pool:
+            answers = {i: pool.submit(ask, path, {"op": "flush", "timeout": timeout},
+                                      timeout + TIMEOUT) for i, path in self.peers.items()}
+            remaining = self.own.flush(timeout)
+            for i, answer in answers.items():
+                reply = answer.result()
+                remaining += reply["remaining"] if reply and "remaining" in reply else self.spool_depth(i)
+        return remaining
