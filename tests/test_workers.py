@@ -220,3 +220,16 @@ def test_a_spool_that_cannot_be_opened_is_one_line_from_the_parent(tmp_path):
     assert app.api.proc.returncode == 2
     errors = [line for line in app.api.output().splitlines() if line.startswith("simple-time-service:")]
     assert len(errors) == 1 and "SPOOL_DIR=" in errors[0] and "Traceback" not in app.api.output()
+
+
+@pytest.mark.broker
+def test_the_api_runs_at_a_lower_priority_than_the_consumer(tmp_path, broker):
+    app = two_workers(tmp_path, broker.bootstrap)
+    try:
+        def nice(pid: int) -> int:
+            return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[16])
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert [nice(pid) for pid in [app.api.proc.pid, *workers_of(app)]] == [min(19, own + 5)] * 3
+        assert nice(app.consumer.proc.pid) == own
+    finally:
+        app.stop()
