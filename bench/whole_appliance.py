@@ -102,6 +102,22 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as found:
+            return [int(child) for child in found.read().split()]
+    except OSError:
+        return []
+
+
+def with_workers(pids: dict[str, int]) -> dict[str, int]:
+    """The API's workers (WEB_PROCESSES > 1: children of the API process) as processes too."""
+    found = dict(pids)
+    for number, child in enumerate(children(pids["api"]) if "api" in pids else []):
+        found[f"api worker {number}"] = child
+    return found
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) jiffies of all CPUs since boot."""
     with open("/proc/stat") as stat:
@@ -163,7 +179,7 @@ class Sampler(threading.Thread):
 
 def measure(target: Target, seconds: float, connections: int) -> dict:
     """One wrk run, with what the processes did meanwhile."""
-    pids = target.pids()
+    pids = with_workers(target.pids())
     if target.persists:
         answered_before, rowid_before = common.answered(target.port), target.last_rowid()
         persisted_before = target.persisted()
