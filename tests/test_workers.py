@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 
 import pytest
 from procs import Appliance, Load, wait_until
 
+from appliance.api import balance
 from appliance.api.peers import merge_status
 from appliance.core import cpus
 from appliance.core.config import ConfigError, Settings
+from appliance.core.process import Runtime
 from appliance.pipeline.producer.spool import Spool
 from appliance.schema.spool import read_stats, spool_file, spool_files
 
@@ -74,6 +77,23 @@ def test_a_worker_that_does_not_answer_is_named():
     assert merged["queued"] == 7 and merged["workers_unreachable"] == [1]
 
 
+# --- connections shared out ----------------------------------------------------------------
+
+
+def test_a_worker_accepts_only_while_no_live_sibling_holds_fewer_connections(monkeypatch):
+    fd = balance.shared_memory(3)
+    first, second, third = (balance.ConnectionBalance(fd, i, 3) for i in range(3))
+    assert first.may_accept(0) and second.may_accept(0) and third.may_accept(0)
+    assert not first.may_accept(1)  # the others hold 0
+    assert second.may_accept(0) and not second.may_accept(1)
+    assert third.may_accept(2) is False  # 1, 1 elsewhere
+    assert third.may_accept(1), "as many as the least loaded sibling: may accept"
+    later = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + (balance.STALE_MS + 1) * 1_000_000
+    monkeypatch.setattr(balance.time, "clock_gettime_ns", lambda _clock: later)
+    assert first.may_accept(5), "siblings that stopped looking are left out"
+    os.close(fd)
+
+
 # --- the spools -----------------------------------------------------------------------------
 
 
@@ -115,6 +135,8 @@ def two_workers(tmp_path, brokers: str, **env) -> Appliance:
     app = Appliance(tmp_path, brokers, WEB_PROCESSES="2", **env)
     app.start()
     wait_until(lambda: len(workers_of(app)) == 2, 10, what="two API workers")
+    wait_until(lambda: app.api.output().count('"message":"serving"') == 2, 20,
+               what="both workers serving")
     return app
 
 
@@ -146,9 +168,41 @@ def test_two_workers_share_the_port_and_answer_status_and_flush_for_both(tmp_pat
         assert status == 200 and kafka["workers_unreachable"] == []
         queued = [w["queued"] for w in kafka["workers"]]
         assert len(queued) == 2 and all(queued), f"one worker served everything: {queued}"
+        # 8 keep-alive connections, 4 each (api/balance.py): the two queued about as many.
+        assert min(queued) > max(queued) / 3, f"the connections were not shared out: {queued}"
         # Two events per request (request, response); the other GETs of this test add theirs.
         assert kafka["queued"] >= 2 * len(ids) and kafka["lost"] == 0
         rows_exactly(app, ids)
+    finally:
+        app.stop()
+
+
+def keep_alive_burst(port: int, connections: int, rounds: int) -> None:
+    """``connections`` opened at once (as wrk or a load balancer's pool does), then ``rounds``
+    GET / on each, in turn."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(connections)]
+    try:
+        for _ in range(rounds):
+            for sock in socks:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            for sock in socks:
+                reply = b""
+                while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                    reply += sock.recv(65536)
+                assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@pytest.mark.broker
+def test_connections_opened_at_once_are_shared_out_between_the_workers(tmp_path, broker):
+    app = two_workers(tmp_path, broker.bootstrap)
+    try:
+        keep_alive_burst(app.port, 4, 100)
+        queued = [w["queued"] for w in app.get("/kafka/status")[1]["workers"]]
+        # 2 events per request; 2 connections each: 400 and 400, give or take the test's GETs.
+        assert sorted(queued)[0] >= 390 and sum(queued) >= 800, queued
     finally:
         app.stop()
 
@@ -233,3 +287,21 @@ def test_the_api_runs_at_a_lower_priority_than_the_consumer(tmp_path, broker):
         assert nice(app.consumer.proc.pid) == own
     finally:
         app.stop()
+
+
+def test_a_sigterm_while_a_worker_is_still_starting_stops_the_api(tmp_path):
+    """The stop signal passed on at once reaches workers that have not started serving."""
+    for _ in range(3):
+        app = Appliance(tmp_path, None, WEB_PROCESSES="2")
+        app.api.start()
+        wait_until(app._healthy, 20, 0.02, what="a first worker answering")
+        assert app.api.stop(15) == 0, app.api.output()[-2000:]
+
+
+def test_a_listener_registered_after_a_stop_signal_hears_of_it():
+    runtime = Runtime(Settings(), "api")
+    runtime.handle_signal()
+    heard: list[int] = []
+    runtime.on_signal(heard.append)
+    runtime.handle_signal()
+    assert heard == [1, 2]

@@ -32,6 +32,6 @@ def serve(runtime: Runtime, settings: Settings, sink: EventSink,
     services = Services(settings, sink=sink)
     sink.start()
     server = ApiServer(create_app(settings, services), settings, services.lifecycle, sock,
-                       on_stopped=sink.close)
-    runtime.on_signal(server.handle_signal)
+                       on_stopped=sink.close, balance=slot.balance() if slot else None)
+    runtime.on_signal(server.signalled)
     return server.serve(install_signals=False)

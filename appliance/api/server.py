@@ -16,6 +16,7 @@ from typing import Callable
 from waitress import create_server, wasyncore
 from waitress.task import ErrorTask
 
+from appliance.api.balance import ConnectionBalance
 from appliance.api.guards import (
     AcceptGuard,
     GuardedChannel,
@@ -76,8 +77,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 class ApiServer:
     def __init__(self, app: Callable, settings: Settings, lifecycle: Lifecycle,
-                 sock: socket.socket, on_stopped: Callable[[], None] = lambda: None) -> None:
+                 sock: socket.socket, on_stopped: Callable[[], None] = lambda: None,
+                 balance: ConnectionBalance | None = None) -> None:
         self.settings = settings
+        self.balance = balance
         self.lifecycle = lifecycle
         self.on_stopped = on_stopped
         self.signals = 0
@@ -97,6 +100,7 @@ class ApiServer:
         self.server.task_dispatcher.queue_logger = ThrottledLogger(
             logging.getLogger("waitress.queue"), QUEUE_WARNING_INTERVAL)
         self.accept_guard = AcceptGuard(self.server)
+        self._not_connections = len(self.server._map)  # the listener and the loop's trigger
         self.port = sock.getsockname()[1]
         self._guard_interval = min(GUARD_INTERVAL, settings.request_header_timeout / 10)
         self._guards_due = 0.0
@@ -104,6 +108,11 @@ class ApiServer:
     def handle_signal(self, *_args) -> None:
         # Only set state here; the loop does the work (uvicorn's should_exit/force_exit).
         self.signals += 1
+        self.lifecycle.draining()
+
+    def signalled(self, signals: int) -> None:
+        """The program has received ``signals`` stop signals so far (core.process.Runtime)."""
+        self.signals = max(self.signals, signals)
         self.lifecycle.draining()
 
     def serve(self, install_signals: bool = True) -> int:
@@ -125,6 +134,9 @@ class ApiServer:
             self._guards_due = now + self._guard_interval
             close_slow_clients(self.server._map.values(), self.settings.request_header_timeout)
             self.accept_guard.tick()
+        if self.balance is not None and self.accept_guard.resume_at is None and self.lifecycle.ready:
+            connections = len(self.server._map) - self._not_connections
+            self.server.accepting = self.balance.may_accept(connections)
 
     def _run_until(self, done: Callable[[], bool], seconds: float) -> bool:
         deadline = time.monotonic() + seconds

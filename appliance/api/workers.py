@@ -6,8 +6,8 @@ the consumer running, against a bare Waitress app in the same run): one API proc
 bare, two 0.83 (4,300-4,500 req/s for 5,100-5,800), each worker ~72 % of a core.
 
 Each worker is a whole API as one process was: its own Waitress, event sink, spool file
-(SPOOL_DIR/spool-N.db) and Kafka producer, serving the listening socket it inherited (the
-kernel hands each connection to one of them). What must be the same whichever worker answers
+(SPOOL_DIR/spool-N.db) and Kafka producer, serving the listening socket it inherited; they share
+the connections out evenly (api/balance.py). What must be the same whichever worker answers
 (/kafka/status, /kafka/flush) the workers ask one another (api/peers.py).
 
 The parent: binds (so PORT=0 and a bind error work as before), starts the workers, starts
@@ -29,12 +29,13 @@ import sys
 import time
 from dataclasses import dataclass
 
+from appliance.api.balance import ConnectionBalance, shared_memory
 from appliance.core import metrics
 from appliance.core.config import Settings
 from appliance.core.process import Runtime
 
 log = logging.getLogger("appliance.workers")
-ENVIRONMENT = "STS_API_WORKER"  # "index/count/fd/parent pid": set for the workers, by the parent
+ENVIRONMENT = "STS_API_WORKER"  # WorkerSlot.text(): set for the workers, by the parent
 FIRST_START = 5.0  # seconds: a worker that exits sooner after the API started is a startup error
 PAUSE, MAX_PAUSE, STEADY = 0.5, 8.0, 30.0  # restart pause, its cap, and the uptime that resets it
 TICK = 0.2  # seconds between two looks at the workers
@@ -47,22 +48,25 @@ class WorkerSlot:
 
     index: int
     count: int
-    fd: int
+    fd: int  # the listening socket
     parent: int
+    balance_fd: int  # api/balance.py: the connections each worker holds
 
     def text(self) -> str:
-        return f"{self.index}/{self.count}/{self.fd}/{self.parent}"
+        return f"{self.index}/{self.count}/{self.fd}/{self.parent}/{self.balance_fd}"
 
     @classmethod
     def from_environment(cls) -> "WorkerSlot | None":
         raw = os.environ.get(ENVIRONMENT)
         if not raw:
             return None
-        index, count, fd, parent = (int(part) for part in raw.split("/"))
-        return cls(index, count, fd, parent)
+        return cls(*(int(part) for part in raw.split("/")))
 
     def listening_socket(self) -> socket.socket:
         return socket.socket(fileno=self.fd)
+
+    def balance(self) -> ConnectionBalance:
+        return ConnectionBalance(self.balance_fd, self.index, self.count)
 
     def die_with_parent(self) -> None:
         """SIGKILL when the parent dies, and exit now if it already has."""
@@ -87,7 +91,8 @@ class Worker:
         # Its own process group: Ctrl-C in a terminal reaches the parent only, which passes
         # one SIGINT on (a second would tell the worker to skip its shutdown waits).
         self.process = subprocess.Popen([sys.executable, "-m", "appliance", "api"], env=env,
-                                        pass_fds=(self.slot.fd,), process_group=0)
+                                        pass_fds=(self.slot.fd, self.slot.balance_fd),
+                                        process_group=0)
         self.started = time.monotonic()
 
     def signal(self, signum: int) -> None:
@@ -105,11 +110,14 @@ class Workers:
         sock.set_inheritable(True)
         self.settings = settings
         self.sock = sock
-        parent = os.getpid()
-        self.workers = [Worker(WorkerSlot(i, count, sock.fileno(), parent)) for i in range(count)]
+        parent, balance = os.getpid(), shared_memory(count)
+        self.workers = [Worker(WorkerSlot(i, count, sock.fileno(), parent, balance))
+                        for i in range(count)]
         self.launched = time.monotonic()
 
     def run(self, runtime: Runtime) -> int:
+        if runtime.signals:  # asked to stop while starting
+            return 0
         for worker in self.workers:
             worker.start()
         log.info("api workers started", extra={"workers": len(self.workers),
@@ -125,7 +133,8 @@ class Workers:
                 return self._stop_all(failed)
             if passed and all(w.exited() is not None for w in self.workers):
                 log.info("api workers stopped")
-                return max(w.exited() for w in self.workers)
+                # A negative code: the SIGTERM passed on reached a worker still starting.
+                return max((w.exited() for w in self.workers if w.exited() > 0), default=0)
             time.sleep(TICK)  # a signal's handler only counts it: seen on the next turn
 
     def _look(self, stopping: bool) -> int | None:

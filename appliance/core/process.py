@@ -35,16 +35,20 @@ class Runtime:
         self.name = name
         self.stop = threading.Event()
         self.signals = 0
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[int], None]] = []
 
-    def on_signal(self, listener: Callable[[], None]) -> None:
+    def on_signal(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(signals so far)`` on every stop signal, and now if one came already
+        (a SIGTERM during startup must not be forgotten); a listener keeps the largest count."""
         self._listeners.append(listener)
+        if self.signals:
+            listener(self.signals)
 
     def handle_signal(self, _signum: int = 0, _frame=None) -> None:
         self.signals += 1
         self.stop.set()
         for listener in self._listeners:
-            listener()
+            listener(self.signals)
 
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
