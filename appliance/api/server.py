@@ -101,6 +101,7 @@ class ApiServer:
             logging.getLogger("waitress.queue"), QUEUE_WARNING_INTERVAL)
         self.accept_guard = AcceptGuard(self.server)
         self._not_connections = len(self.server._map)  # the listener and the loop's trigger
+        self._connections, self._balance_due = -1, 0.0
         self.port = sock.getsockname()[1]
         self._guard_interval = min(GUARD_INTERVAL, settings.request_header_timeout / 10)
         self._guards_due = 0.0
@@ -135,8 +136,17 @@ class ApiServer:
             close_slow_clients(self.server._map.values(), self.settings.request_header_timeout)
             self.accept_guard.tick()
         if self.balance is not None and self.accept_guard.resume_at is None and self.lifecycle.ready:
-            connections = len(self.server._map) - self._not_connections
-            self.server.accepting = self.balance.may_accept(connections)
+            self._share_connections(now)
+
+    def _share_connections(self, now: float) -> None:
+        """api/balance.py, asked when the count changed and every guard interval (siblings
+        count a worker silent for a second as gone)."""
+        connections = len(self.server._map) - self._not_connections
+        if connections != self._connections or now >= self._balance_due:
+            self._connections, self._balance_due = connections, now + self._guard_interval
+            accepting = self.balance.may_accept(connections)
+            if accepting != self.server.accepting:
+                self.server.accepting = accepting
 
     def _run_until(self, done: Callable[[], bool], seconds: float) -> bool:
         deadline = time.monotonic() + seconds
