@@ -269,7 +269,10 @@ class Settings:
     otel_traces_sampler_arg: float = 1.0  # ratio for the *traceidratio samplers
     otel_resource_attributes: Mapping[str, str] = field(default_factory=dict)
     embedded_broker_port: int = 19092  # 127.0.0.1 port of the embedded broker
-    embedded_broker_max_mb: float = 256.0  # RSS at which the agent recycles the embedded broker
+    # RSS at which the agent recycles the embedded broker. 128: under sustained full load (~2,000
+    # requests/s, bench/soak.py) it grows ~1.8 MB/s, so it peaks ~140 MB, under 150 MB, with a
+    # recycle every ~1 min (2-3 s each, nothing lost); at 256 it peaked at 265 MB.
+    embedded_broker_max_mb: float = 128.0
     # Record batches written to the embedded broker at which the agent recycles it: each fetch
     # lists every batch of its partition (~1.5 us each), so 10,000 batches cost ~15 ms a fetch.
     embedded_broker_max_batches: int = 10_000
