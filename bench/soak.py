@@ -158,6 +158,8 @@ def summary(app: common.Appliance, sampler: Sampler, tmp) -> int:
     print(f"spool: {kafka.get('spooled', 0):,} events spooled while Kafka was down or paused, "
           f"depth now {kafka.get('spool_depth', 0):,}, dropped {kafka.get('dropped', 0):,}; "
           f"lost {kafka.get('lost', 0):,}")
+    if "workers" in kafka:  # WEB_PROCESSES > 1: each API process's own view
+        print(f"api workers: {kafka['workers']}; not answering: {kafka['workers_unreachable']}")
     print(f"broker recycles: {max(0, len(sampler.broker_pids) - 1)}")
     lags = [r["lag"] for r in sampler.rows if r["t"] >= first]
     backlogs = [r["backlog"] for r in sampler.rows]

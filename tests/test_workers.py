@@ -34,7 +34,12 @@ def test_web_processes_is_auto_or_a_count_from_1_to_64():
 
 
 def test_auto_is_one_per_usable_cpu_and_at_most_four():
-    assert Settings().api_processes == min(4, cpus.usable_cpus())
+    assert Settings(kafka_brokers="kafka:9092").api_processes == min(4, cpus.usable_cpus())
+
+
+def test_auto_is_one_process_with_the_embedded_broker_and_more_only_when_asked():
+    assert Settings(kafka_brokers="embedded").api_processes == 1
+    assert Settings(kafka_brokers="embedded", web_processes=2).api_processes == 2
 
 
 def test_a_cgroup_quota_caps_the_usable_cpus(tmp_path):
