@@ -282,9 +282,24 @@ def http_json(port: int, path: str, timeout: float = 5) -> dict:
 
 def answered(port: int, timeout: float = 10) -> int:
     """GET / answered 200, from the API's own counter (the bench's reads are other routes)."""
+    return metric_count(port, ANSWERED_RE, timeout)
+
+
+def metric_count(port: int, pattern: re.Pattern, timeout: float = 10) -> int:
+    """The value of the /metrics line ``pattern`` matches (group 1); 0 if none, -1 when the
+    API does not answer."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as resp:
-            found = ANSWERED_RE.search(resp.read().decode())
+            found = pattern.search(resp.read().decode())
     except OSError:
         return -1
     return int(float(found.group(1))) if found else 0
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (the API's workers when WEB_PROCESSES > 1)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as found:
+            return [int(child) for child in found.read().split()]
+    except OSError:
+        return []

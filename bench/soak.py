@@ -18,11 +18,11 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 
 import common
 
 from appliance import supervise
+from appliance.agent.processes import rss_mb
 from appliance.core.config import Settings
 
 PROGRAMS = ("api", "consumer", "agent", "broker")
@@ -44,25 +44,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (process logs)")
     return parser.parse_args()
 
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as found:
-            return [int(child) for child in found.read().split()]
-    except OSError:
-        return []
 
 
 class Sampler:
@@ -94,7 +75,7 @@ class Sampler:
                "recycles": max(0, len(self.broker_pids) - 1),
                **{f"{name} MB": rss_mb(pids.get(name) or 0) for name in PROGRAMS}}
         # WEB_PROCESSES > 1: the API's parent is small; its largest worker is the figure.
-        row["api MB"] = max([row["api MB"], *(rss_mb(p) for p in children(pids.get("api") or 0))])
+        row["api MB"] = max([row["api MB"], *(rss_mb(p) for p in common.children(pids.get("api") or 0))])
         self.rows.append(row)
         return row
 
@@ -115,12 +96,7 @@ PRUNED_RE = re.compile(r'^events_pruned_total\{table="http_responses"\} (\S+)$',
 
 
 def pruned(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            found = PRUNED_RE.search(resp.read().decode())
-    except OSError:
-        return 0
-    return int(float(found.group(1))) if found else 0
+    return max(0, common.metric_count(port, PRUNED_RE, timeout=5))
 
 
 def start_load(app: common.Appliance, args: argparse.Namespace, tmp) -> subprocess.Popen:

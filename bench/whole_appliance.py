@@ -47,6 +47,7 @@ import common
 from http_throughput import schedule, summarize
 
 from appliance import supervise
+from appliance.agent.processes import rss_mb
 from appliance.core.config import Settings
 
 BASE = "bare waitress"
@@ -91,29 +92,10 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as found:
-            return [int(child) for child in found.read().split()]
-    except OSError:
-        return []
-
-
 def with_workers(pids: dict[str, int]) -> dict[str, int]:
     """The API's workers (WEB_PROCESSES > 1: children of the API process) as processes too."""
     found = dict(pids)
-    for number, child in enumerate(children(pids["api"]) if "api" in pids else []):
+    for number, child in enumerate(common.children(pids["api"]) if "api" in pids else []):
         found[f"api worker {number}"] = child
     return found
 
