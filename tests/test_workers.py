@@ -206,8 +206,10 @@ def test_connections_opened_at_once_are_shared_out_between_the_workers(tmp_path,
     try:
         keep_alive_burst(app.port, 4, 100)
         queued = [w["queued"] for w in app.get("/kafka/status")[1]["workers"]]
-        # 2 events per request; 2 connections each: 400 and 400, give or take the test's GETs.
-        assert sorted(queued)[0] >= 390 and sum(queued) >= 800, queued
+        # 2 events per request, 200 per connection. Two workers that accept at the same moment
+        # may both take one before either has published it, so 3 and 1 happens (seen in CI);
+        # what the balance guarantees is that neither sits idle (before it: 800 and 0).
+        assert sorted(queued)[0] >= 190 and sum(queued) >= 800, queued
     finally:
         app.stop()
 
