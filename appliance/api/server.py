@@ -16,7 +16,7 @@ from typing import Callable
 from waitress import create_server, wasyncore
 from waitress.task import ErrorTask
 
-from appliance.api.balance import ConnectionBalance
+from appliance.api.balance import ConnectionBalance, SharedAccept
 from appliance.api.guards import (
     AcceptGuard,
     GuardedChannel,
@@ -80,7 +80,6 @@ class ApiServer:
                  sock: socket.socket, on_stopped: Callable[[], None] = lambda: None,
                  balance: ConnectionBalance | None = None) -> None:
         self.settings = settings
-        self.balance = balance
         self.lifecycle = lifecycle
         self.on_stopped = on_stopped
         self.signals = 0
@@ -101,9 +100,10 @@ class ApiServer:
             logging.getLogger("waitress.queue"), QUEUE_WARNING_INTERVAL)
         self.accept_guard = AcceptGuard(self.server)
         self._not_connections = len(self.server._map)  # the listener and the loop's trigger
-        self._connections, self._balance_due = -1, 0.0
         self.port = sock.getsockname()[1]
         self._guard_interval = min(GUARD_INTERVAL, settings.request_header_timeout / 10)
+        self.sharing = None if balance is None else SharedAccept(
+            self.server, balance, self._connections, self._guard_interval)
         self._guards_due = 0.0
 
     def handle_signal(self, *_args) -> None:
@@ -121,6 +121,7 @@ class ApiServer:
             for signum in (signal.SIGTERM, signal.SIGINT):  # tests call handle_signal instead
                 signal.signal(signum, self.handle_signal)
         self.lifecycle.serving()
+        self._share_connections()  # siblings count this worker from now, not after a turn
         log.info("serving", extra={"host": self.settings.host, "port": self.port,
                                    "threads": self.settings.web_threads})
         while not self.signals:
@@ -135,18 +136,15 @@ class ApiServer:
             self._guards_due = now + self._guard_interval
             close_slow_clients(self.server._map.values(), self.settings.request_header_timeout)
             self.accept_guard.tick()
-        if self.balance is not None and self.accept_guard.resume_at is None and self.lifecycle.ready:
+        if self.lifecycle.ready:
             self._share_connections(now)
 
-    def _share_connections(self, now: float) -> None:
-        """api/balance.py, asked when the count changed and every guard interval (siblings
-        count a worker silent for a second as gone)."""
-        connections = len(self.server._map) - self._not_connections
-        if connections != self._connections or now >= self._balance_due:
-            self._connections, self._balance_due = connections, now + self._guard_interval
-            accepting = self.balance.may_accept(connections)
-            if accepting != self.server.accepting:
-                self.server.accepting = accepting
+    def _share_connections(self, now: float | None = None) -> None:
+        if self.sharing is not None and self.accept_guard.resume_at is None:
+            self.sharing.tick(time.monotonic() if now is None else now)
+
+    def _connections(self) -> int:
+        return len(self.server._map) - self._not_connections
 
     def _run_until(self, done: Callable[[], bool], seconds: float) -> bool:
         deadline = time.monotonic() + seconds

@@ -113,6 +113,7 @@ class Workers:
         parent, balance = os.getpid(), shared_memory(count)
         self.workers = [Worker(WorkerSlot(i, count, sock.fileno(), parent, balance))
                         for i in range(count)]
+        self.balance = ConnectionBalance(balance, 0, count)
         self.launched = time.monotonic()
 
     def run(self, runtime: Runtime) -> int:
@@ -146,6 +147,7 @@ class Workers:
                 continue
             if worker.due == 0.0:  # just noticed
                 metrics.mark_dead(worker.process.pid)
+                self.balance.forget(worker.slot.index)
                 first_start = worker.started - self.launched < 1.0
                 if code > 0 and first_start and now - self.launched < FIRST_START:
                     log.error("api worker failed to start", extra={"worker": worker.slot.index,
