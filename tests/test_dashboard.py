@@ -41,6 +41,7 @@ from dashboard.screens.main import MainScreen
 from dashboard.screens.stats import StatsScreen
 from dashboard.state import DashboardState, Reading
 from dashboard.widgets import events as events_widget
+from dashboard.widgets.events import EventsTable
 
 pytestmark = pytest.mark.e2e
 
@@ -215,6 +216,30 @@ def visible_paths(app: DashboardApp) -> list[str]:
     lines = screen_text(app).splitlines()
     top = next(i for i, line in enumerate(lines) if "Events " in line)
     return [line.split()[4] for line in lines[top + 2:] if line.startswith("│ ")]
+
+
+class OneTable(App):
+    def compose(self):
+        table = EventsTable(id="events-table")
+        table.add_column("time", key="time")
+        table.add_column("path", key="path")
+        yield table
+
+
+def test_a_frame_drawn_before_the_table_measured_new_rows_does_not_stay_on_screen():
+    # Seen in a fresh container: every column left at its header's width ("16:2", "/old").
+    async def scenario():
+        app = OneTable()
+        async with app.run_test(size=(40, 6)) as pilot:
+            table = app.query_one(EventsTable)
+            table.add_row("1", "/a", key="short")
+            await pilot.pause(0.1)
+            table.add_row("16:23:45", "/older/39", key="wider")
+            table.sort("time", reverse=True)
+            assert " 16:2  /old " in screen_text(app)  # drawn before the new row was measured
+            await until(pilot, lambda: " 16:23:45  /older/39 " in screen_text(app),
+                        "the columns widened on screen", timeout=2)
+    run(scenario)
 
 
 def test_the_table_opens_on_the_newest_event_and_new_ones_come_in_above_it(appliance, data_dir):

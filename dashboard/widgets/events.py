@@ -62,6 +62,23 @@ def matches(event: dict[str, Any], query: str) -> bool:
     return query in json.dumps(event, default=str).lower()
 
 
+class EventsTable(DataTable):
+    """A DataTable that repaints once it has widened its columns for new rows.
+
+    DataTable measures new rows when it is next idle and widens the columns then, but a frame
+    drawn between add_row and that moment could stay on screen, every column at its header's
+    width ("16:2" for a time, "/old" for a path), until the next change: seen in a fresh
+    container on the first run after install (everything slow), never once warm. Counting the
+    widening as a change (the counter DataTable's render caches are keyed by) repaints it."""
+
+    def _update_dimensions(self, new_rows) -> None:
+        before = [column.content_width for column in self.columns.values()]
+        super()._update_dimensions(new_rows)
+        if [column.content_width for column in self.columns.values()] != before:
+            self._update_count += 1
+            self.refresh()
+
+
 class EventsPanel(Vertical):
     """A DataTable of events and the filter input below it."""
 
@@ -74,7 +91,7 @@ class EventsPanel(Vertical):
         self._arrivals = 0  # rows added so far: the newest row has the largest number
 
     def compose(self) -> ComposeResult:
-        table: DataTable = DataTable(id="events-table", cursor_type="row", zebra_stripes=True)
+        table = EventsTable(id="events-table", cursor_type="row", zebra_stripes=True)
         for name in COLUMNS:
             table.add_column(name, key=name)
         yield table
