@@ -101,6 +101,17 @@ def test_broker_recycled_for_its_batch_count_under_load_loses_nothing(appliance)
     wait_until(lambda: caught_up(app), 20, 0.5, "nothing waiting after the last recycle")
 
 
+def test_two_api_processes_each_write_their_own_partition_and_recycles_lose_nothing(appliance):  # noqa: F811
+    app = appliance(WEB_PROCESSES="2", EMBEDDED_BROKER_MAX_BATCHES="100")
+    kafka = app.get("/kafka/status")[1]
+    assert kafka["partitions"] == 2 and len(kafka["workers"]) == 2, kafka
+    answered = paced_load(app.port, "two", 200, 40)
+    assert_exactly_once(app, "two", answered, timeout=60)
+    recycles = re.findall(r'"embedded broker recycled","reason":"batches"', app.up.output())
+    assert len(recycles) >= 2, app.up.output()[-3000:]
+    wait_until(lambda: caught_up(app), 20, 0.5, "nothing waiting after the last recycle")
+
+
 def tiny_batches(bootstrap: str, count: int) -> None:
     """``count`` events written one record batch each, as a producer without linger does."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})

@@ -96,6 +96,12 @@ def test_the_first_probe_creates_the_topic_with_one_partition_for_the_embedded_b
     assert sink.status()["release"] == "committed"
 
 
+def test_with_several_api_processes_the_embedded_topic_has_a_partition_for_each(tmp_path, cluster):
+    sink = make_sink(tmp_path, cluster, KAFKA_BROKERS="embedded", WEB_PROCESSES="3")
+    sink.watch.probe()
+    assert cluster.topics[TOPIC]["partitions"] == 3 and sink.watch.partitions == 3
+
+
 def test_an_event_is_queued_while_kafka_is_up_and_its_report_releases_it(tmp_path, cluster):
     sink = make_sink(tmp_path, cluster)
     sink.watch.probe()

@@ -34,10 +34,12 @@ class FakeProducer:
         self.sent: list[bytes] = []
         self.next_offset = 0
         self.fail_next = 0
+        self.partitions: list[int] = []  # what each produce() asked: -1 for the partitioner's
 
-    def produce(self, topic, value, key=None, headers=None, on_delivery=None) -> None:
+    def produce(self, topic, value, key=None, headers=None, on_delivery=None, partition=-1) -> None:
         self.pending.append((value, on_delivery))
         self.sent.append(value)
+        self.partitions.append(partition)
 
     def poll(self, timeout: float = 0) -> int:
         served, self.pending = self.pending, []
@@ -100,6 +102,36 @@ def relay_on(tmp_path, until_committed: bool):
     relay = Relay(Settings(data_dir=tmp_path), spool, SimpleNamespace(producer=producer), watch,
                   DeliveryTracker(until_committed), Stats(), offsets if until_committed else None)
     return relay, spool, producer, watch, offsets
+
+
+def test_with_the_embedded_broker_each_api_process_writes_its_own_partition(tmp_path):
+    settings = Settings(data_dir=tmp_path, kafka_brokers="embedded")
+    producers = []
+    for worker in (0, 1):
+        producer, watch = FakeProducer(), FakeWatch()
+        watch.partitions = 2
+        relay = Relay(settings, Spool(tmp_path, 10_000_000, worker), SimpleNamespace(producer=producer),
+                      watch, DeliveryTracker(True), Stats(), FakeOffsets())
+        relay.spool.append([event(i) for i in range(3)])
+        relay.turn()
+        producers.append(producer)
+    assert [p.partitions for p in producers] == [[0, 0, 0], [1, 1, 1]]
+
+
+def test_a_topic_with_fewer_partitions_than_api_processes_is_shared_round_them(tmp_path):
+    producer, watch = FakeProducer(), FakeWatch()  # one partition, made before WEB_PROCESSES=3
+    relay = Relay(Settings(data_dir=tmp_path, kafka_brokers="embedded"), Spool(tmp_path, 10_000_000, 2),
+                  SimpleNamespace(producer=producer), watch, DeliveryTracker(True), Stats(), FakeOffsets())
+    relay.spool.append([event(0)])
+    relay.turn()
+    assert producer.partitions == [0]
+
+
+def test_an_external_cluster_gets_the_key_partitioner(tmp_path):
+    relay, spool, producer, _, _ = relay_on(tmp_path, until_committed=False)
+    spool.append([event(0)])
+    relay.turn()
+    assert producer.partitions == [-1]
 
 
 def turns(relay: Relay, count: int = 3) -> None:

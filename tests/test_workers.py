@@ -77,6 +77,13 @@ def test_merged_status_sums_the_counters_and_is_connected_only_when_every_worker
     assert half["last_error"] == "refused"
 
 
+def test_the_api_is_paused_only_once_every_worker_is_and_answers():
+    # The agent restarts the embedded broker once the API is paused with nothing in flight.
+    assert not merge_status(worker_status(paused=True), {1: worker_status(paused=False)}, 0)["paused"]
+    assert not merge_status(worker_status(paused=True), {1: None}, 0)["paused"]
+    assert merge_status(worker_status(paused=True), {1: worker_status(paused=True)}, 0)["paused"]
+
+
 def test_a_worker_that_does_not_answer_is_named():
     merged = merge_status(worker_status(queued=3), {1: None, 2: worker_status(queued=4)}, 0)
     assert merged["queued"] == 7 and merged["workers_unreachable"] == [1]

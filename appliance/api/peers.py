@@ -41,7 +41,10 @@ def merge_status(own: dict[str, Any], others: dict[int, dict[str, Any] | None],
     some = any(s.get("connected") for s in answers.values())
     merged["connected"] = connected
     merged["state"] = "UP" if connected else ("DEGRADED" if some else "DOWN")
-    merged["paused"] = any(s.get("paused") for s in answers.values())
+    # Paused only once every worker is (and answers): the agent restarts the broker when the
+    # API is paused with nothing in flight, and one worker still sending would be a worker
+    # whose events the broker is about to forget.
+    merged["paused"] = all(s.get("paused") for s in answers.values()) and None not in others.values()
     merged["spool_error"] = next((s["spool_error"] for s in answers.values() if s.get("spool_error")),
                                  None)
     newest = max(answers.values(), key=lambda s: s.get("last_error_at") or "")

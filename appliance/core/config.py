@@ -329,10 +329,11 @@ class Settings:
     def events_partitions(self) -> int:
         """Partitions of the events topic when the appliance creates it. The embedded broker's
         fetch cost grows with the record batches in a partition, and more partitions only make
-        each batch smaller: it gets one (docs/embedded-broker.md)."""
+        each batch smaller: it gets one per API process, each written by that process alone
+        (pipeline/producer/relay.py; docs/embedded-broker.md)."""
         if self.kafka_partitions is not None:
             return self.kafka_partitions
-        return 1 if self.embedded_broker else 3
+        return self.api_processes if self.embedded_broker else 3
 
     @property
     def layout(self) -> DataLayout:

@@ -52,6 +52,9 @@ class Relay:
         self.topic = settings.kafka_topic_events
         self.spool, self.handle, self.watch, self.tracker, self.stats = (
             spool, handle, watch, tracker, stats)
+        # With the embedded broker each API process writes a partition of its own (core/config
+        # events_partitions): one writer per partition of Tansu's in-memory log.
+        self.own_partition = spool.worker if settings.embedded_broker else None
         self.cursor = 1  # the next spool id to consider sending
         self.batches = 0  # record batches written to this incarnation of the topic
         if offsets is None and tracker.until_committed:
@@ -109,21 +112,22 @@ class Relay:
         messages = self.spool.read_from(first, min(SEND_BATCH, room))
         tracked = self.tracker.tracked_among([message.id for message in messages])
         sent: list[tuple[int, int]] = []
+        partition = self._partition()
         try:
             for message in messages:
                 if message.id not in tracked:
-                    if not self._produce(message):
+                    if not self._produce(message, partition):
                         return
                     sent.append((message.id, message.size))
                 self.cursor = message.id + 1
         finally:  # reports are served by poll() only, never before this
             self.tracker.sent_all(sent)
 
-    def _produce(self, message) -> bool:
+    def _produce(self, message, partition: dict[str, int]) -> bool:
         try:
             self.handle.producer.produce(
                 self.topic, message.value, message.key, headers=message.headers or None,
-                on_delivery=partial(self._on_delivery, message.id))
+                on_delivery=partial(self._on_delivery, message.id), **partition)
         except BufferError:
             self.watch.note_error("local queue full")
             return False
@@ -131,6 +135,14 @@ class Relay:
             self.watch.note_failure(exc.args[0])
             return False
         return True
+
+    def _partition(self) -> dict[str, int]:
+        """produce()'s partition: our own one, or the key's (the default partitioner). A topic
+        with fewer partitions than API processes (made before WEB_PROCESSES went up, on a
+        broker that kept running) is shared round the processes."""
+        if self.own_partition is None:
+            return {}
+        return {"partition": self.own_partition % (self.watch.partitions or 1)}
 
     def _on_delivery(self, row_id: int, err: KafkaError | None, msg) -> None:
         self._last_report = time.monotonic()

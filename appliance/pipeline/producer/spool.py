@@ -54,6 +54,7 @@ class Spool:
     def __init__(self, directory: Path, max_bytes: int, worker: int = 0) -> None:
         """The spool of API process ``worker`` (schema/spool.py: one file each)."""
         self.path = spool_file(directory, worker)
+        self.worker = worker
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._db = sqlite.connect(self.path)
