@@ -117,11 +117,6 @@ def run_workers(runtime: process.Runtime, settings: Settings) -> int:
     from appliance.api.guards import ensure_fd_limit
     from appliance.api.main import listen
     from appliance.api.workers import Workers
-    if settings.embedded_broker:
-        log.warning("WEB_PROCESSES > 1 with the embedded broker: several producers write its one "
-                    "partition, and a soak so configured lost events without counting them "
-                    "(docs/embedded-broker.md); WEB_PROCESSES=1 is the safe setting",
-                    extra={"web_processes": settings.api_processes})
     ensure_fd_limit(settings.connection_limit)  # the workers inherit the raised limit
     sock = listen(settings)
     if settings.kafka_enabled:

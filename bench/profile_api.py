@@ -119,7 +119,10 @@ def main() -> int:
         url = f"http://127.0.0.1:{app.port}/"
         common.run_wrk(url, 3, args.connections)  # warm-up
         raw = args.output or tmp / "stacks.txt"
-        recorder = subprocess.Popen([spy, "record", "--gil", "--threads", "--rate", str(args.rate),
+        # --subprocesses: with WEB_PROCESSES > 1 the API's pid is the parent, which only
+        # watches; the workers serve (api/workers.py).
+        recorder = subprocess.Popen([spy, "record", "--gil", "--threads", "--subprocesses",
+                                     "--rate", str(args.rate),
                                      "--format", "raw", "--duration", f"{args.duration + 1:g}",
                                      "--output", str(raw), "--pid", str(app.api.proc.pid)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

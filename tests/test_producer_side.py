@@ -89,8 +89,8 @@ def an_event(request_id: str = "r1") -> dict:
     return events.make_event(events.HTTP_REQUEST, request_id, "test", {"path": "/"})
 
 
-def test_the_first_probe_creates_the_topic_with_one_partition_for_the_embedded_broker(tmp_path, cluster):
-    sink = make_sink(tmp_path, cluster, KAFKA_BROKERS="embedded")
+def test_the_first_probe_creates_the_topic_with_one_partition_for_one_api_process(tmp_path, cluster):
+    sink = make_sink(tmp_path, cluster, KAFKA_BROKERS="embedded", WEB_PROCESSES="1")
     sink.watch.probe()
     assert cluster.topics[TOPIC]["partitions"] == 1 and sink.kafka_up
     assert sink.status()["release"] == "committed"

@@ -37,9 +37,13 @@ def test_auto_is_one_per_usable_cpu_and_at_most_four():
     assert Settings(kafka_brokers="kafka:9092").api_processes == min(4, cpus.usable_cpus())
 
 
-def test_auto_is_one_process_with_the_embedded_broker_and_more_only_when_asked():
-    assert Settings(kafka_brokers="embedded").api_processes == 1
-    assert Settings(kafka_brokers="embedded", web_processes=2).api_processes == 2
+def test_with_the_embedded_broker_auto_is_the_same_and_each_process_gets_a_partition():
+    embedded = Settings(kafka_brokers="embedded")
+    assert embedded.api_processes == min(4, cpus.usable_cpus())
+    assert embedded.events_partitions == embedded.api_processes
+    assert Settings(kafka_brokers="embedded", web_processes=3).events_partitions == 3
+    assert Settings(kafka_brokers="embedded", kafka_partitions=1).events_partitions == 1
+    assert Settings(kafka_brokers="kafka:9092", web_processes=2).events_partitions == 3  # its own
 
 
 def test_a_cgroup_quota_caps_the_usable_cpus(tmp_path):

@@ -306,13 +306,12 @@ class Settings:
     def api_processes(self) -> int:
         """WEB_PROCESSES, or one per CPU this process may use, at most AUTO_PROCESSES: one
         Python process serves on one core at a time (api/workers.py has the measurements).
-        With the embedded broker, auto is 1: with two API processes writing its one partition,
-        one soak in four lost 72 requests' events without a count (and another counted 400
-        rows too many), while every soak with one process was exact
-        (docs/embedded-broker.md). Until that is understood, one producer writes it."""
+        With the embedded broker too: each process writes a partition of its own
+        (events_partitions), which made the soaks with two processes exact
+        (docs/embedded-broker.md)."""
         if self.web_processes is not None:
             return self.web_processes
-        return 1 if self.embedded_broker else min(AUTO_PROCESSES, usable_cpus())
+        return min(AUTO_PROCESSES, usable_cpus())
 
     @property
     def embedded_broker(self) -> bool:
