@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from appliance.core import jsontext
+from appliance.schema import events
 
 SAMPLES = [
     {"schema": 1, "event_id": "e-1", "trace_id": None, "payload": {"status": 200, "duration_ms": 0.412,
@@ -50,3 +51,38 @@ class Point:
 ])
 def test_dumps_text_is_what_json_dumps_with_default_wrote(value):
     assert jsontext.dumps_text(value, default=str) == json.dumps(value, default=str, separators=(",", ":"))
+
+
+# --- reading: events.loads_strict (orjson, with the standard library where they differ) ----
+
+STRICT_INPUTS = [
+    b'{"schema":1,"payload":{"path":"/","bytes":12,"duration_ms":1.25}}', b"[1, 2.5, -0, null]",
+    b'{"big": 18446744073709551616}', b'{"small": -9223372036854775809}', b'{"id": "1234567890123456789"}',
+    b"1e999", b"-1e400", b"NaN", b"[Infinity]", b'"\\ud800"', b"\xff", b'"\xe9"', b"[1,]", b'{"a":1,"a":2}',
+    b"[" * 33 + b"]" * 33, b"[" * 32 + b"]" * 32, '{"é": 1}'.encode("utf-16"), b"\xef\xbb\xbf{}", b"",
+    b'{"a": "{[{[{[{[{[{[{[{[{[{[{[{[{[{[{[{[{[{["}',
+]
+
+
+def slow_strict(raw: bytes):
+    """What loads_strict answered before its fast path: the standard library alone."""
+    try:
+        value = json.loads(raw, parse_constant=events._no_constant, parse_float=events._finite_float)
+        events.check_depth(value)
+        return ("ok", value, [type(v) for v in (value.values() if isinstance(value, dict) else [])])
+    except (ValueError, RecursionError) as exc:
+        return ("error", type(exc).__name__ == "InvalidJson" or isinstance(exc, ValueError))
+
+
+@pytest.mark.parametrize("raw", STRICT_INPUTS)
+def test_loads_strict_answers_what_the_standard_library_answered(raw):
+    try:
+        value = events.loads_strict(raw)
+        got = ("ok", value, [type(v) for v in (value.values() if isinstance(value, dict) else [])])
+    except events.InvalidJson:
+        got = ("error", True)
+    assert got == slow_strict(raw)
+
+
+def test_an_integer_beyond_64_bits_stays_an_exact_integer():
+    assert events.loads_strict(b'{"n": 18446744073709551616}')["n"] == 18446744073709551616

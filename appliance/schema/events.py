@@ -18,6 +18,8 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 from appliance.core import jsontext
 from appliance.core.ids import new_id
 from appliance.core.timefmt import utc_now_iso
@@ -54,10 +56,20 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# A run of 19 digits may be an integer beyond 64 bits, which orjson reads as a float (the
+# standard library keeps it exact).
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
 def loads_strict(raw: bytes | str) -> Any:
     """JSON with nothing a database column or another JSON reader would choke on: no NaN or
     Infinity, no number that overflows to infinity, at most MAX_DEPTH levels of nesting.
     InvalidJson otherwise, whatever the input."""
+    if isinstance(raw, bytes) and _fast_path_is_exact(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # the standard library says what is wrong, in the words it always used
     try:
         value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except InvalidJson:
@@ -68,6 +80,14 @@ def loads_strict(raw: bytes | str) -> Any:
         raise InvalidJson(str(exc)) from None
     check_depth(value)
     return value
+
+
+def _fast_path_is_exact(raw: bytes) -> bool:
+    """orjson gives what the path below gives for these bytes (3-4x faster; the consumer
+    parses every event): it refuses NaN, Infinity and numbers that overflow, as we do, and
+    with no more than MAX_DEPTH brackets in all the nesting cannot be deeper. Only integers
+    beyond 64 bits would differ, and those need 19 digits in a row."""
+    return raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH and not _LONG_DIGITS.search(raw)
 
 
 def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
