@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 
@@ -113,8 +114,13 @@ def test_every_kind_of_poison_is_a_dead_letter_and_nothing_is_cut_or_coerced(raw
 
 
 def test_occurred_at_is_stored_in_the_one_fixed_width_form():
-    batch = persist.classify([Message(envelope(occurred_at="2026-01-31T12:00:00Z"))], "now")
-    assert batch.rows[audit_db.HttpResponse][0]["occurred_at"] == "2026-01-31T12:00:00.000000Z"
+    for sent, stored in (("2026-01-31T12:00:00Z", "2026-01-31T12:00:00.000000Z"),
+                         ("2026-01-31T12:00:00.5Z", "2026-01-31T12:00:00.500000Z"),
+                         ("2026-01-31T12:00:00.123456Z", "2026-01-31T12:00:00.123456Z"),
+                         ("0999-01-31T12:00:00.000001Z", "0999-01-31T12:00:00.000001Z")):
+        batch = persist.classify([Message(envelope(occurred_at=sent))], "now")
+        assert batch.rows[audit_db.HttpResponse][0]["occurred_at"] == stored, sent
+    assert persist.iso(datetime(999, 1, 31, 12, 0, 0, 1, tzinfo=timezone.utc)) == "0999-01-31T12:00:00.000001Z"
 
 
 def test_any_exception_while_classifying_is_a_dead_letter_not_a_crash(monkeypatch):

@@ -17,6 +17,7 @@ its end like the time index.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 import peewee
@@ -25,6 +26,7 @@ SCHEMA_VERSION = 3
 database = peewee.DatabaseProxy()
 
 
+@functools.lru_cache(maxsize=4096)  # the consumer asks for every row, mostly the same clients
 def ip_key(text: str) -> str:
     """An address as 32 hex digits of its IPv6 form (IPv4 as ::ffff:a.b.c.d): text order is
     address order, so a network is one range. "" when ``text`` is not an address."""

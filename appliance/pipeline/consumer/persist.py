@@ -27,6 +27,7 @@ EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # our ids are UUIDs; longer 
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # what the API accepts as X-Request-ID
 TRACE_ID_RE = re.compile(r"[0-9a-f]{32}")
 OCCURRED_AT_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+ISO_WIDTH = len("2026-01-31T12:00:00.000000Z")
 FUTURE_SLACK = timedelta(days=1)  # clocks of N appliances differ; a day ahead is not a clock
 TEXT_LIMITS = events.TEXT_LIMITS
 OPTIONAL_TEXT = ("query", "proxy_chain", "user_agent")  # "" when absent
@@ -109,7 +110,9 @@ def occurred_at(event: dict) -> str:
         raise InvalidEvent(f"field occurred_at is not a real time: {raw}") from None
     if moment > datetime.now(timezone.utc) + FUTURE_SLACK:
         raise InvalidEvent(f"field occurred_at is more than a day in the future: {raw}")
-    return iso(moment)  # one width, so text order is time order
+    # One width, so text order is time order. Six digits of fraction (what the API writes)
+    # is that width already: formatting it again was 4.6 % of the consumer's time.
+    return raw if len(raw) == ISO_WIDTH else iso(moment)
 
 
 # --- events --------------------------------------------------------------------------------------
