@@ -104,14 +104,20 @@ def relay_on(tmp_path, until_committed: bool):
     return relay, spool, producer, watch, offsets
 
 
+def embedded_relay(tmp_path, worker: int, partitions: int) -> tuple[Relay, FakeProducer]:
+    """The relay of API process ``worker`` with the embedded broker's topic of ``partitions``."""
+    producer, watch = FakeProducer(), FakeWatch()
+    watch.partitions = partitions
+    relay = Relay(Settings(data_dir=tmp_path, kafka_brokers="embedded"),
+                  Spool(tmp_path, 10_000_000, worker), SimpleNamespace(producer=producer), watch,
+                  DeliveryTracker(True), Stats(), FakeOffsets())
+    return relay, producer
+
+
 def test_with_the_embedded_broker_each_api_process_writes_its_own_partition(tmp_path):
-    settings = Settings(data_dir=tmp_path, kafka_brokers="embedded")
     producers = []
     for worker in (0, 1):
-        producer, watch = FakeProducer(), FakeWatch()
-        watch.partitions = 2
-        relay = Relay(settings, Spool(tmp_path, 10_000_000, worker), SimpleNamespace(producer=producer),
-                      watch, DeliveryTracker(True), Stats(), FakeOffsets())
+        relay, producer = embedded_relay(tmp_path, worker, partitions=2)
         relay.spool.append([event(i) for i in range(3)])
         relay.turn()
         producers.append(producer)
@@ -119,9 +125,7 @@ def test_with_the_embedded_broker_each_api_process_writes_its_own_partition(tmp_
 
 
 def test_a_topic_with_fewer_partitions_than_api_processes_is_shared_round_them(tmp_path):
-    producer, watch = FakeProducer(), FakeWatch()  # one partition, made before WEB_PROCESSES=3
-    relay = Relay(Settings(data_dir=tmp_path, kafka_brokers="embedded"), Spool(tmp_path, 10_000_000, 2),
-                  SimpleNamespace(producer=producer), watch, DeliveryTracker(True), Stats(), FakeOffsets())
+    relay, producer = embedded_relay(tmp_path, 2, partitions=1)  # made before WEB_PROCESSES=3
     relay.spool.append([event(0)])
     relay.turn()
     assert producer.partitions == [0]

@@ -121,7 +121,7 @@ class ApiServer:
             for signum in (signal.SIGTERM, signal.SIGINT):  # tests call handle_signal instead
                 signal.signal(signum, self.handle_signal)
         self.lifecycle.serving()
-        self._share_connections()  # siblings count this worker from now, not after a turn
+        self._share_connections(time.monotonic())  # siblings count it from now, not a turn later
         log.info("serving", extra={"host": self.settings.host, "port": self.port,
                                    "threads": self.settings.web_threads})
         while not self.signals:
@@ -139,9 +139,9 @@ class ApiServer:
         if self.lifecycle.ready:
             self._share_connections(now)
 
-    def _share_connections(self, now: float | None = None) -> None:
+    def _share_connections(self, now: float) -> None:
         if self.sharing is not None and self.accept_guard.resume_at is None:
-            self.sharing.tick(time.monotonic() if now is None else now)
+            self.sharing.tick(now)
 
     def _connections(self) -> int:
         return len(self.server._map) - self._not_connections

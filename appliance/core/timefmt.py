@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _second: tuple[int, str] = (-1, "")  # the current second and its text, shared by all threads
+ISO_WIDTH = len("2026-01-31T12:00:00.000000Z")  # every text iso() writes
 
 
 def iso(moment: datetime) -> str:

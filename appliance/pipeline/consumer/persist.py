@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from appliance.core.timefmt import iso
+from appliance.core.timefmt import ISO_WIDTH, iso
 from appliance.schema import audit_db, events
 
 EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # our ids are UUIDs; longer ones are refused
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # what the API accepts as X-Request-ID
 TRACE_ID_RE = re.compile(r"[0-9a-f]{32}")
 OCCURRED_AT_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
-ISO_WIDTH = len("2026-01-31T12:00:00.000000Z")
 FUTURE_SLACK = timedelta(days=1)  # clocks of N appliances differ; a day ahead is not a clock
 TEXT_LIMITS = events.TEXT_LIMITS
 OPTIONAL_TEXT = ("query", "proxy_chain", "user_agent")  # "" when absent
