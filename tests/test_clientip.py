@@ -189,3 +189,40 @@ def test_only_the_nearest_hops_of_a_huge_header_are_read(monkeypatch):
     client = clientip.resolve("127.0.0.1", header, LOOPBACK)
     assert len(parsed) <= clientip.MAX_HOPS + 1  # the hops, and the peer
     assert len(client.proxy_chain.split(", ")) == clientip.MAX_HOPS - 1  # the long entry is skipped
+
+
+# --- remembered answers ---------------------------------------------------------------------
+
+
+CASES = [("127.0.0.1", None), ("127.0.0.1", "198.51.100.7"), ("10.1.2.3", "203.0.113.9, 10.0.0.5"),
+         ("203.0.113.9", "198.51.100.7"), ("::ffff:127.0.0.1", "2001:db8::1"), ("garbage", "x, y")]
+
+
+@pytest.mark.parametrize("peer,header", CASES)
+def test_a_remembering_resolver_answers_as_resolve_does(peer, header):
+    resolver = clientip.remembering_resolver(PROXIES)
+    assert resolver(peer, header) == resolve(peer, header, PROXIES)
+    assert resolver(peer, header) == resolve(peer, header, PROXIES)  # the remembered answer
+
+
+def test_a_peer_and_header_seen_before_are_not_parsed_again(monkeypatch):
+    parsed: list[str] = []
+    real = clientip.parse_ip
+    monkeypatch.setattr(clientip, "parse_ip", lambda text: parsed.append(text) or real(text))
+    resolver = clientip.remembering_resolver(PROXIES)
+    first = resolver("127.0.0.1", "198.51.100.7")
+    count = len(parsed)
+    assert resolver("127.0.0.1", "198.51.100.7") is first and len(parsed) == count
+    resolver("127.0.0.1", "198.51.100.8")  # another chain: parsed
+    assert len(parsed) > count
+
+
+def test_a_long_header_is_answered_but_not_remembered(monkeypatch):
+    resolver = clientip.remembering_resolver(PROXIES)
+    header = ", ".join(["198.51.100.7"] * 40)
+    assert len(header) > clientip.REMEMBERED_HEADER
+    parsed: list[str] = []
+    real = clientip.parse_ip
+    monkeypatch.setattr(clientip, "parse_ip", lambda text: parsed.append(text) or real(text))
+    assert resolver("127.0.0.1", header) == resolver("127.0.0.1", header)
+    assert len(parsed) == 2 * (clientip.MAX_HOPS + 1)  # parsed each time

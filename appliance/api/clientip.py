@@ -7,9 +7,10 @@ raw header reaches us, and this module is the only place that interprets it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from appliance.core.config import IPNetwork
 
@@ -17,6 +18,11 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_HOPS = 32  # X-Forwarded-For entries read, nearest first: far more than a real chain has,
 # and it bounds what any client can make us parse (a 250 KB header cost ~1.5 s of CPU read whole)
 MAX_ENTRY = 64  # characters: the longest address form, "[v6 with zone]:port", is shorter
+# Answers remembered per API process: the same few peers and chains come again and again, and
+# parsing them with ipaddress was ~15 % of the request's own CPU (bench/request_cost.py
+# --cprofile). A remembered answer costs ~1 KB at most; longer headers are not remembered.
+REMEMBERED = 1024
+REMEMBERED_HEADER = 256  # characters
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,8 @@ def parse_ip(text: str) -> IPAddress | None:
 
 def nearest_entries(forwarded_for: str | None) -> list[str]:
     """The MAX_HOPS entries nearest to us (the header's right end), oldest first."""
+    if not forwarded_for:  # the usual case: no entry to parse (an empty one raised, and cost)
+        return []
     entries = (forwarded_for or "").rsplit(",", MAX_HOPS)[-MAX_HOPS:]
     return [entry for entry in entries if len(entry) <= MAX_ENTRY]
 
@@ -79,3 +87,16 @@ def resolve(peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork, ...]
             return ClientAddress(user_ip=str(hop), proxy_chain=chain)
     # Every hop is one of our proxies: the leftmost is as close to the client as we can see.
     return ClientAddress(user_ip=str(hops[0]), proxy_chain=chain)
+
+
+def remembering_resolver(trusted: tuple[IPNetwork, ...]) -> Callable[[str, str | None], ClientAddress]:
+    """``resolve`` for one set of trusted proxies, answering a peer and header seen lately from
+    memory (the answer is immutable: shared safely between threads)."""
+    remembered = functools.lru_cache(maxsize=REMEMBERED)(
+        lambda peer, forwarded_for: resolve(peer, forwarded_for, trusted))
+
+    def resolver(peer: str, forwarded_for: str | None) -> ClientAddress:
+        if forwarded_for and len(forwarded_for) > REMEMBERED_HEADER:
+            return resolve(peer, forwarded_for, trusted)
+        return remembered(peer, forwarded_for)
+    return resolver

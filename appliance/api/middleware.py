@@ -40,6 +40,7 @@ class AuditMiddleware:
         self.host = host
         self.lifecycle = lifecycle
         self.durable = settings.event_durability == "sync"
+        self.resolve_client = clientip.remembering_resolver(settings.trusted_proxies)
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if not tracing.enabled():
@@ -51,8 +52,7 @@ class AuditMiddleware:
     def _handle(self, environ: dict, start_response: StartResponse, span) -> Iterable[bytes]:
         started = time.perf_counter()
         request_id = sane_request_id(environ.get("HTTP_X_REQUEST_ID")) or new_id()
-        client = clientip.resolve(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR"),
-                                  self.settings.trusted_proxies)
+        client = self.resolve_client(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR"))
         environ["sts.request_id"] = request_id
         environ["sts.client"] = client
         # Bottle writes tracebacks to wsgi.errors; ours are logged as JSON by the error handler.
