@@ -3,9 +3,11 @@ when. (The same behaviour against a real broker is in test_pipeline.py and test_
 
 from __future__ import annotations
 
+import collections
 from types import SimpleNamespace
 
 from appliance.core.config import Settings
+from appliance.core.metrics import M
 from appliance.pipeline.producer.delivery import DeliveryTracker
 from appliance.pipeline.producer.relay import WINDOW, Relay
 from appliance.pipeline.producer.sink import Stats
@@ -225,3 +227,26 @@ def test_tracker_forgets_rows_a_full_spool_dropped():
     tracker.forget_below(2)
     assert tracker.unconfirmed == 1 and tracker.confirm({0: 10}) == 1
     assert tracker.take_released() == [(3, 10)]
+
+
+
+class CountingMetric:
+    """Stands in for a labelled Prometheus counter: the total per label values."""
+
+    def __init__(self) -> None:
+        self.totals: collections.Counter = collections.Counter()
+
+    def labels(self, *values):
+        return SimpleNamespace(inc=lambda amount=1: self.totals.update({values: amount}))
+
+
+def test_events_handed_over_reach_the_metric_by_type_at_the_next_turn(tmp_path, monkeypatch):
+    metric = CountingMetric()
+    monkeypatch.setattr(M, "produced", metric)
+    relay, _, _, _, _ = relay_on(tmp_path, until_committed=False)
+    relay.stats.add_events("spooled", ["http_request", "http_request", "custom"])
+    assert relay.stats.values["spooled"] == 3 and not metric.totals  # /kafka/status at once
+    relay.turn()
+    assert metric.totals == {("http_request", "spooled"): 2, ("custom", "spooled"): 1}
+    relay.turn()  # counted once
+    assert metric.totals == {("http_request", "spooled"): 2, ("custom", "spooled"): 1}

@@ -159,6 +159,8 @@ class Relay:
         for (kind, result), count in reported.items():
             self.stats.add(result, count)
             M.produced.labels(kind, result).inc(count)
+        for (kind, outcome), count in self.stats.take_by_type().items():  # handed over
+            M.produced.labels(kind, outcome).inc(count)
 
     def on_stats(self, text: str) -> None:
         """librdkafka's statistics: count the record batches written to our topic."""
