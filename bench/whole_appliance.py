@@ -72,6 +72,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--up-variant", action="append", default=[], metavar="NAME:VAR=V,VAR=V",
                         help="another `up` target, measured in the same alternation, e.g. "
                              "'linger 5:KAFKA_LINGER_MS=5,KAFKA_FETCH_WAIT_MAX_MS=10'")
+    parser.add_argument("--api-variant", action="append", default=[], metavar="NAME:VAR=V,VAR=V",
+                        help=f"another {API} target (the API with Kafka up and the consumer "
+                             "running) with other settings, in the same alternation")
     parser.add_argument("--startup-only", action="store_true",
                         help="measure `up` -> ready only (no load phases)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
@@ -284,13 +287,14 @@ def measure_startups(stack: contextlib.ExitStack, tmp: Path, count: int,
     return results, up
 
 
-def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+def parse_variant(text: str, base: str = UP) -> tuple[str, dict[str, str]]:
     name, _, settings = text.partition(":")
-    return f"{UP} {name.strip()}", dict(item.split("=", 1) for item in settings.split(",") if item)
+    return f"{base} {name.strip()}", dict(item.split("=", 1) for item in settings.split(",") if item)
 
 
 def start_targets(stack: contextlib.ExitStack, tmp: Path, names: list[str], up: Up | None,
-                  extra: dict[str, str], variants: list[str] = ()) -> dict[str, Target]:
+                  extra: dict[str, str], variants: list[str] = (),
+                  api_variants: list[str] = ()) -> dict[str, Target]:
     targets = {BASE: Target(BASE, None, common.start_bare_app(stack, tmp))}
     if UP in names:
         targets[UP] = Target(UP, up.app, up.app.port, up.pids, persists=True)
@@ -300,19 +304,29 @@ def start_targets(stack: contextlib.ExitStack, tmp: Path, names: list[str], up: 
         other.wait_ready()
         targets[name] = Target(name, other.app, other.app.port, other.pids, persists=True)
     if API in names:
-        broker = common.start_broker(stack, tmp)
-        app = common.start_api(stack, tmp / "api-default", broker.bootstrap, **extra)
-        app.consumer.start()
-        common.wait_until(lambda: app.get("/")[1].get("kafka_status") == "UP", 30, 0.2, "Kafka UP")
-        pids = {"api": app.api.proc.pid, "consumer": app.consumer.proc.pid,
-                "broker": broker.proc.pid}
-        targets[API] = Target(API, app, app.port, lambda: pids, persists=True)
-        _wait_first_row(app)
+        targets[API] = start_api_default(stack, tmp / "api-default", API, extra)
+    for number, text in enumerate(api_variants):
+        name, settings = parse_variant(text, API)
+        targets[name] = start_api_default(stack, tmp / f"api-variant{number}", name,
+                                          {**extra, **settings})
     if DOWN in names:
         app = common.start_api(stack, tmp / "api-down", f"127.0.0.1:{common.free_port()}", **extra)
         pid = app.api.proc.pid
         targets[DOWN] = Target(DOWN, app, app.port, lambda: {"api": pid})
     return targets
+
+
+def start_api_default(stack: contextlib.ExitStack, directory: Path, name: str,
+                      settings: dict[str, str]) -> Target:
+    """The API with Kafka up (a broker of its own) and the consumer running."""
+    directory.mkdir(parents=True, exist_ok=True)
+    broker = common.start_broker(stack, directory)
+    app = common.start_api(stack, directory, broker.bootstrap, **settings)
+    app.consumer.start()
+    common.wait_until(lambda: app.get("/")[1].get("kafka_status") == "UP", 30, 0.2, "Kafka UP")
+    pids = {"api": app.api.proc.pid, "consumer": app.consumer.proc.pid, "broker": broker.proc.pid}
+    _wait_first_row(app)
+    return Target(name, app, app.port, lambda: pids, persists=True)
 
 
 def _wait_first_row(app: common.Appliance) -> None:
@@ -400,8 +414,9 @@ def main() -> int:
         if args.startup_only:
             report_startups(startups)
             return 0
-        targets = start_targets(stack, tmp, names, up, extra, args.up_variant)
+        targets = start_targets(stack, tmp, names, up, extra, args.up_variant, args.api_variant)
         names += [parse_variant(v)[0] for v in args.up_variant]
+        names += [parse_variant(v, API)[0] for v in args.api_variant]
         for target in targets.values():  # warm-up: connections, lazy imports, caches
             common.run_wrk(target.url, 2, args.connections)
         order = schedule(names, args.rounds, BASE)
