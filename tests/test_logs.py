@@ -79,3 +79,51 @@ def test_a_throttled_logger_passes_one_call_per_interval_and_counts_the_rest(con
     throttled.warning("Task queue depth is %d", 9)
     assert [r["message"] for r in lines(configured)] == ["Task queue depth is 1", "Task queue depth is 9"]
     assert throttled.suppressed == 4
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_lines_queued_meanwhile_go_out_in_one_write_in_order():
+    records = logs.queue.Queue()
+    stream = CountingStream()
+    for i in range(500):
+        records.put(logs._Line(json.dumps({"i": i})))
+    writer = logs.LineWriter(records, stream)
+    writer.start()
+    writer.stop()
+    assert [json.loads(line)["i"] for line in stream.getvalue().splitlines()] == list(range(500))
+    assert stream.writes == 1
+
+
+def test_the_writer_stops_even_when_lines_follow_the_stop_in_its_batch():
+    records = logs.queue.Queue()
+    stream = io.StringIO()
+    records.put(logs._Line("a"))
+    records.put(None)  # QueueListener's sentinel, as stop() queues it
+    records.put(logs._Line("b"))  # a thread still logging
+    writer = logs.LineWriter(records, stream)
+    writer.start()
+    writer._thread.join(5)
+    assert not writer._thread.is_alive()
+    assert stream.getvalue() == "a\nb\n"
+
+
+def test_a_broken_stream_loses_the_lines_but_not_the_writer(capsys):
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError("stdout gone")
+
+    records = logs.queue.Queue()
+    writer = logs.LineWriter(records, Broken())
+    writer.start()
+    records.put(logs._Line("x"))
+    writer.stop()
+    assert "log lines lost: 1" in capsys.readouterr().err
