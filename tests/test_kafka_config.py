@@ -7,6 +7,7 @@ from procs import free_port, run_cli
 
 from appliance.core.config import Settings
 from appliance.core.kafka import base_config
+from appliance.pipeline.producer.sink import producer_config
 
 
 def test_extra_kafka_variables_become_librdkafka_properties():
@@ -17,6 +18,12 @@ def test_extra_kafka_variables_become_librdkafka_properties():
     assert base_config(settings) == {"bootstrap.servers": "k1:9092,k2:9092",
                                      "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN",
                                      "ssl.ca.location": "/etc/ca.pem"}
+
+
+def test_events_are_sent_lz4_compressed_unless_the_operator_says_otherwise():
+    assert producer_config(Settings.from_env({"KAFKA_BROKERS": "k1:9092"}))["compression.type"] == "lz4"
+    chosen = Settings.from_env({"KAFKA_BROKERS": "k1:9092", "KAFKA_COMPRESSION_TYPE": "zstd"})
+    assert producer_config(chosen)["compression.type"] == "zstd"
 
 
 def test_embedded_means_the_local_broker_port():
