@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO_ROOT, UUID7_RE, call_wsgi
 
 from appliance.api.app import Services, create_app
+from appliance.api.fastpath import IndexFastPath
 from appliance.api.host import HostInfo
 from appliance.api.jsonio import HttpError, read_json_object
 from appliance.core.config import Settings
@@ -63,7 +64,7 @@ def app():
 def app_with_failing_route():
     """A fresh app with one extra route that raises: added on the Bottle app inside the middleware."""
     app = make_app()
-    bottle_app = app.app
+    bottle_app = app.app.bottle  # behind the middleware and the GET / fast path
     assert isinstance(bottle_app, bottle.Bottle)
     bottle_app.route("/boom", callback=boom)
     return app
@@ -327,3 +328,54 @@ def test_ids_are_uuid7_so_ids_made_later_sort_later():
     assert all(re.fullmatch(UUID7_RE, i) for i in made)
     assert made == sorted(made) and len(set(made)) == 3
     assert abs(int(made[0][:8] + made[0][9:13], 16) / 1000 - time.time()) < 5  # Unix ms
+
+
+# --- GET / without Bottle -------------------------------------------------------------------
+
+
+def bottle_only(app):
+    """The same middleware and routes with every request going through Bottle."""
+    app.app = app.app.bottle  # without fastpath.IndexFastPath
+    return app
+
+
+def comparable(response) -> tuple:
+    body = re.sub(rb'"timestamp":"[^"]*"', b'"timestamp":""', response.body)
+    headers = [(k, v) for k, v in response.headers.items() if k != "X-Request-ID"]
+    return response.status, response.reason, headers, body
+
+
+@pytest.mark.parametrize("method,query,headers", [
+    ("GET", "", {}), ("HEAD", "", {}), ("GET", "a=1&b", {}),
+    ("GET", "", {"X-Forwarded-For": "198.51.100.7, 10.0.0.5", "User-Agent": "lb/1.0"}),
+])
+def test_get_index_answers_without_bottle_exactly_as_bottle_does(method, query, headers):
+    fast_sink, bottle_sink = UpSink(), UpSink()
+    fast = make_app(sink=fast_sink)
+    slow = bottle_only(make_app(sink=bottle_sink))
+    assert isinstance(fast.app, IndexFastPath) and isinstance(slow.app, bottle.Bottle)
+    answers = [call_wsgi(app, method, "/", query=query, headers=headers) for app in (fast, slow)]
+    assert comparable(answers[0]) == comparable(answers[1])
+    assert answers[0].status == 200
+    strip = lambda events: [{k: v for k, v in e["payload"].items() if k != "duration_ms"}
+                            for e in events]
+    assert strip(fast_sink.events) == strip(bottle_sink.events)  # same route label, same fields
+    assert [e["payload"]["route"] for e in fast_sink.events] == ["/", "/"]
+
+
+@pytest.mark.parametrize("method,path", [("POST", "/"), ("GET", "//"), ("GET", "/healthz"),
+                                         ("OPTIONS", "/"), ("GET", "/nope")])
+def test_other_methods_and_paths_still_go_through_bottle(method, path):
+    fast, slow = make_app(), bottle_only(make_app())
+    assert comparable(call_wsgi(fast, method, path)) == comparable(call_wsgi(slow, method, path))
+
+
+def test_a_fast_path_that_fails_hands_the_request_to_bottle(monkeypatch):
+    from appliance.api import fastpath
+    from appliance.api.routes import core
+    monkeypatch.setattr(fastpath, "index_document", lambda *a: boom())
+    assert call_wsgi(make_app(), "GET", "/").json()["kafka_status"] == "NOT UP"  # Bottle's answer
+    monkeypatch.setattr(core, "index_document", lambda *a: boom())
+    response = call_wsgi(make_app(), "GET", "/")  # and Bottle renders its error as JSON
+    assert response.status == 500 and response.json() == {"error": "internal server error",
+                                                           "status": 500}

@@ -39,7 +39,7 @@ def documented_operations() -> set[tuple[str, str]]:
 
 
 def app_operations() -> set[tuple[str, str]]:
-    bottle_app = create_app(Settings.from_env({})).app
+    bottle_app = create_app(Settings.from_env({})).app.bottle  # behind the GET / fast path
     # Only routes registered explicitly: Bottle answers HEAD for a GET route in its router,
     # without a route of its own, so those implicit HEADs are not operations to document.
     return {(openapi_path(route.rule), route.method.upper()) for route in bottle_app.routes}

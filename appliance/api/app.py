@@ -6,6 +6,7 @@ import logging
 
 import bottle
 
+from appliance.api.fastpath import IndexFastPath
 from appliance.api.jsonio import HttpError, default_message, error_body
 from appliance.api.middleware import AuditMiddleware
 from appliance.api.routes.core import add_core_routes
@@ -49,4 +50,5 @@ def create_app(settings: Settings, services: Services | None = None) -> AuditMid
     add_kafka_routes(app, services)
     add_event_routes(app, services)
     add_status_routes(app, services)
-    return AuditMiddleware(app, settings, services.sink, services.host, services.lifecycle)
+    return AuditMiddleware(IndexFastPath(app, services), settings, services.sink, services.host,
+                           services.lifecycle)

@@ -7,6 +7,7 @@ from typing import Any
 
 import bottle
 
+from appliance.api.clientip import ClientAddress
 from appliance.api.jsonio import HttpError
 from appliance.api.openapi import openapi_document
 from appliance.api.services import Services
@@ -15,23 +16,27 @@ from appliance.core.timefmt import utc_now_iso
 from appliance.core.version import __version__
 
 
-def add_core_routes(app: bottle.Bottle, services: Services) -> None:
+def index_document(services: Services, client: ClientAddress) -> dict[str, Any]:
+    """What GET / answers: who called, through which proxies, and whether Kafka is up."""
     host = services.host
+    status = "UP" if services.sink.kafka_up else "NOT UP"
+    return {
+        "message": f"Hello, Kafka is {status}",
+        "timestamp": utc_now_iso(),
+        "user_ip": client.user_ip,
+        "proxy_chain": client.proxy_chain,
+        "hostname": host.hostname,
+        "os": host.os,
+        "pod_ip": host.pod_ip,
+        "kafka_status": status,
+    }
+
+
+def add_core_routes(app: bottle.Bottle, services: Services) -> None:
 
     @app.get("/")
     def index() -> dict[str, Any]:
-        client = bottle.request.environ["sts.client"]
-        status = "UP" if services.sink.kafka_up else "NOT UP"
-        return {
-            "message": f"Hello, Kafka is {status}",
-            "timestamp": utc_now_iso(),
-            "user_ip": client.user_ip,
-            "proxy_chain": client.proxy_chain,
-            "hostname": host.hostname,
-            "os": host.os,
-            "pod_ip": host.pod_ip,
-            "kafka_status": status,
-        }
+        return index_document(services, bottle.request.environ["sts.client"])
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
