@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -18,7 +19,7 @@ import time
 import common
 
 from appliance import supervise
-from appliance.agent.loop import rss_mb
+from appliance.agent.processes import rss_mb
 from appliance.core.config import Settings
 
 
@@ -33,9 +34,14 @@ def parse_args() -> argparse.Namespace:
 
 
 def publisher(port: int, size: int, stop: threading.Event, accepted: list[str]) -> None:
-    body = json.dumps({"event_type": "bench.blob", "payload": {"blob": "x" * size}}).encode()
+    # Random payloads: events are sent lz4-compressed, and "x" * size would shrink to nothing.
+    blobs = [os.urandom(size // 2).hex() for _ in range(64)]
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    sent = 0
     while not stop.is_set():
+        body = json.dumps({"event_type": "bench.blob",
+                           "payload": {"blob": blobs[sent % len(blobs)], "i": sent}}).encode()
+        sent += 1
         conn.request("POST", "/kafka/publish", body, {"Content-Type": "application/json"})
         response = conn.getresponse()
         answer = json.loads(response.read())
