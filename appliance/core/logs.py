@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import logging.handlers
 import queue
@@ -93,51 +92,12 @@ def _only_ours(logger: logging.Logger, handler: logging.Handler) -> bool:
     return len(handlers) == 1 and handlers[0] is handler
 
 
-class LineWriter(logging.handlers.QueueListener):
-    """The one thread that writes the log: every line queued meanwhile goes out in one write
-    and one flush. A write and a flush per line (logging.StreamHandler) cost the API's log
-    thread ~7 us per request with an access line each (bench/request_cost.py), and whoever
-    reads the pipe (supervisord) a wake-up per line."""
-
-    MAX_BATCH = 1000  # lines per write
-    # Then it lets lines gather: a writer waiting on an empty queue must be woken by every
-    # line put, which cost the request threads more than the writes saved.
-    LINGER = 0.02  # seconds
-
-    def __init__(self, records: queue.Queue, stream) -> None:
-        super().__init__(records)
-        self.stream = stream
-
-    def _monitor(self) -> None:
-        records = self.queue
-        while True:
-            batch = [records.get()]
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    batch.append(records.get_nowait())
-                except queue.Empty:
-                    break
-            # QueueHandler.prepare, or ``write``, already made each JSON line.
-            lines = [r.getMessage() for r in batch if r is not self._sentinel]
-            self._write(lines)
-            for _ in batch:
-                records.task_done()
-            if len(lines) < len(batch):  # stop() queued the sentinel
-                return
-            time.sleep(self.LINGER)
-
-    def _write(self, lines: list[str]) -> None:
-        if not lines:
-            return
-        try:
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
-        except (OSError, ValueError) as exc:  # stdout closed or broken: say so where we can
-            with contextlib.suppress(OSError, ValueError):
-                print(f"log lines lost: {len(lines)} ({exc})", file=sys.stderr)
+class _FormattedLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()  # the JSON line QueueHandler.prepare already made
 
 
-_listener: "LineWriter | None" = None
+_listener: logging.handlers.QueueListener | None = None
 _handler: "BoundedQueueHandler | None" = None  # the one ``configure`` installed on the root
 MAX_QUEUED_LINES = 100_000  # if stdout blocks, memory stays bounded; the excess is counted
 
@@ -163,10 +123,12 @@ def configure(level: str, stream=None) -> None:
     global _listener, _handler
     if _listener is not None:
         _listener.stop()
+    output = logging.StreamHandler(stream or sys.stdout)
+    output.setFormatter(_FormattedLine())
     records: queue.Queue = queue.Queue(MAX_QUEUED_LINES)
     handler = BoundedQueueHandler(records)
     handler.setFormatter(JsonFormatter())
-    _listener = LineWriter(records, stream or sys.stdout)
+    _listener = logging.handlers.QueueListener(records, output)
     _listener.start()
     atexit.register(flush)
     root = logging.getLogger()
