@@ -60,7 +60,7 @@ def nearest_entries(forwarded_for: str | None) -> list[str]:
     """The MAX_HOPS entries nearest to us (the header's right end), oldest first."""
     if not forwarded_for:  # the usual case: no entry to parse (an empty one raised, and cost)
         return []
-    entries = (forwarded_for or "").rsplit(",", MAX_HOPS)[-MAX_HOPS:]
+    entries = forwarded_for.rsplit(",", MAX_HOPS)[-MAX_HOPS:]
     return [entry for entry in entries if len(entry) <= MAX_ENTRY]
 
 
