@@ -23,6 +23,16 @@ def process(target: str) -> Callable[[Settings, argparse.Namespace], int]:
     return run
 
 
+def run_api(settings: Settings, args: argparse.Namespace) -> int:
+    from appliance.programs import run_api as api
+    return api(settings, args.worker)
+
+
+def api_options(command: argparse.ArgumentParser) -> None:
+    # Set by the API's parent for its workers (api/workers/parent.py), not by people.
+    command.add_argument("--worker", metavar="SLOT", help=argparse.SUPPRESS)
+
+
 def run_version(_settings: Settings, _args: argparse.Namespace) -> int:
     print(__version__)
     return 0
@@ -67,20 +77,20 @@ def events_options(command: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
-    "api": ("serve the HTTP API in the foreground", process(".programs:run_api")),
+    "api": ("serve the HTTP API in the foreground", run_api),
     "consumer": ("persist events from Kafka into SQLite in the foreground",
                  process(".programs:run_consumer")),
     "agent": ("probe every component and record its health", process(".programs:run_agent")),
     "up": ("run the whole appliance (supervisord) in the foreground", run_up),
     "down": ("stop the appliance running with this DATA_DIR", process(".supervise:down")),
     "ps": ("show the supervised processes", process(".supervise:ps")),
-    "status": ("same as ps", process(".supervise:ps")),
     "version": ("print the version", run_version),
     "dashboard": ("live terminal dashboard of an appliance (over HTTP)", run_dashboard),
     "events": ("the audit trail: events export", run_events),
 }
 OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "dashboard": dashboard_options, "events": events_options, "up": up_options}
+    "api": api_options, "dashboard": dashboard_options, "events": events_options,
+    "up": up_options}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -120,7 +120,7 @@ def main() -> int:
         common.run_wrk(url, 3, args.connections)  # warm-up
         raw = args.output or tmp / "stacks.txt"
         # --subprocesses: with WEB_PROCESSES > 1 the API's pid is the parent, which only
-        # watches; the workers serve (api/workers.py).
+        # watches; the workers serve (api/workers/parent.py).
         recorder = subprocess.Popen([spy, "record", "--gil", "--threads", "--subprocesses",
                                      "--rate", str(args.rate),
                                      "--format", "raw", "--duration", f"{args.duration + 1:g}",

@@ -63,14 +63,15 @@ def build(variant: str, tmp, broker):
     """(the WSGI app, a function that waits until every event was delivered, a closer)."""
     if variant == "bare app":
         return common.bare_app, lambda: None, lambda: None
-    from appliance.api.app import create_app
-    from appliance.api.services import Services
-    from appliance.programs import build_sink
+    from appliance.api.http.app import create_app
+    from appliance.api.http.services import Services
+    from appliance.api.main import build_sink
+    from appliance.pipeline.producer.factory import ProducerFactory
     kafka, level = variant.split()[1:]
     directory = tmp / variant.replace(" ", "-")
     settings = Settings.from_env({"DATA_DIR": str(directory), "LOG_LEVEL": level,
                                   "KAFKA_BROKERS": broker.bootstrap if kafka == "up" else ""})
-    sink = build_sink(settings)
+    sink = build_sink(settings, None, ProducerFactory(settings))
     sink.start()
     app = create_app(settings, Services(settings, sink=sink))
 

@@ -15,10 +15,11 @@ import bottle
 import pytest
 from conftest import REPO_ROOT, UUID7_RE, call_wsgi
 
-from appliance.api.app import Services, create_app
-from appliance.api.fastpath import IndexFastPath
-from appliance.api.host import HostInfo
-from appliance.api.jsonio import HttpError, read_json_object
+from appliance.api.http.app import Services, create_app
+from appliance.api.http.fastpath import IndexFastPath
+from appliance.api.http.host import HostInfo
+from appliance.api.http.errors import HttpError
+from appliance.api.http.jsonio import read_json_object
 from appliance.core.config import Settings
 
 INDEX_KEYS = {"message", "timestamp", "user_ip", "proxy_chain", "hostname", "os", "pod_ip",
@@ -371,8 +372,8 @@ def test_other_methods_and_paths_still_go_through_bottle(method, path):
 
 
 def test_a_fast_path_that_fails_hands_the_request_to_bottle(monkeypatch):
-    from appliance.api import fastpath
-    from appliance.api.routes import core
+    from appliance.api.http import fastpath
+    from appliance.api.http.routes import core
     monkeypatch.setattr(fastpath, "index_document", lambda *a: boom())
     assert call_wsgi(make_app(), "GET", "/").json()["kafka_status"] == "NOT UP"  # Bottle's answer
     monkeypatch.setattr(core, "index_document", lambda *a: boom())

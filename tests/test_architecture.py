@@ -30,11 +30,29 @@ def test_the_import_contracts_are_kept():
 
 def test_a_program_importing_another_programs_package_breaks_the_layers(tmp_path):
     tree = copy_of_the_tree(tmp_path)
-    with open(tree / "appliance" / "api" / "routes" / "status.py", "a") as module:
+    with open(tree / "appliance" / "api" / "http" / "routes" / "status.py", "a") as module:
         module.write("\nfrom appliance.agent import probes  # noqa\n")
     result = lint_imports(tree)
     assert result.returncode != 0
     assert "appliance.api is not allowed to import appliance.agent" in result.stdout
+
+
+def test_the_http_application_importing_the_serving_loop_breaks_the_rooms(tmp_path):
+    tree = copy_of_the_tree(tmp_path)
+    with open(tree / "appliance" / "api" / "http" / "middleware.py", "a") as module:
+        module.write("\nfrom appliance.api.serving import server  # noqa\n")
+    result = lint_imports(tree)
+    assert result.returncode != 0
+    assert "appliance.api.http is not allowed to import appliance.api.serving" in result.stdout
+
+
+def test_serving_importing_the_workers_breaks_the_rooms(tmp_path):
+    tree = copy_of_the_tree(tmp_path)
+    with open(tree / "appliance" / "api" / "serving" / "guards.py", "a") as module:
+        module.write("\nfrom appliance.api.workers import slot  # noqa\n")
+    result = lint_imports(tree)
+    assert result.returncode != 0
+    assert "appliance.api.serving is not allowed to import appliance.api.workers" in result.stdout
 
 
 def test_core_importing_anything_above_it_breaks_the_layers(tmp_path):

@@ -20,8 +20,8 @@ from conftest import call_wsgi
 from dataset import BASE, event, http_pair
 from procs import REPO, clean_environment
 
-from appliance.api.app import create_app
-from appliance.api.services import Services
+from appliance.api.http.app import create_app
+from appliance.api.http.services import Services
 from appliance.core.config import Settings
 from appliance.core.timefmt import iso
 from appliance.pipeline.consumer import store

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.api import clientip
-from appliance.api.clientip import parse_ip, resolve
+from appliance.api.http import clientip
+from appliance.api.http.clientip import parse_ip, resolve
 from appliance.core.config import LOOPBACK
 
 net = ipaddress.ip_network

@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import call_wsgi
 
-from appliance.api.app import create_app
-from appliance.api.services import Services
+from appliance.api.http.app import create_app
+from appliance.api.http.services import Services
 from appliance.core.config import Settings
 
 TOKEN = "s3cret-token"

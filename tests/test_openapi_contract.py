@@ -19,8 +19,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from appliance.api.app import create_app
-from appliance.api.openapi import openapi_document
+from appliance.api.http.app import create_app
+from appliance.api.http.openapi import openapi_document
 from appliance.core.config import Settings
 from appliance.core.version import __version__
 

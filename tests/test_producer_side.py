@@ -174,7 +174,7 @@ def test_an_event_the_spool_cannot_take_is_lost_and_counted(tmp_path, cluster):
 
 
 def test_the_disabled_sink_answers_everything_the_routes_ask():
-    from appliance.api.sink import DisabledSink
+    from appliance.api.http.sink import DisabledSink
 
     sink = DisabledSink()
     sink.start()

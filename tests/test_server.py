@@ -287,9 +287,10 @@ def test_in_flight_request_completes_during_shutdown():
     import threading
     import urllib.request
 
-    from appliance.api.lifecycle import Lifecycle
-    from appliance.api.server import ApiServer, bind
+    from appliance.api.http.lifecycle import Lifecycle
+    from appliance.api.serving.server import ApiServer, bind
     from appliance.core.config import Settings
+    from appliance.core.process import Runtime
 
     lifecycle = Lifecycle()
     entered = threading.Event()
@@ -305,9 +306,10 @@ def test_in_flight_request_completes_during_shutdown():
             lifecycle.leave()
 
     settings = Settings(host="127.0.0.1", port=0, shutdown_timeout=5)
-    server = ApiServer(slow_app, settings, lifecycle, bind("127.0.0.1", 0))
+    runtime = Runtime(settings, "api")
+    server = ApiServer(slow_app, settings, lifecycle, bind("127.0.0.1", 0), runtime)
     result: dict = {}
-    serving = threading.Thread(target=lambda: result.update(code=server.serve(install_signals=False)))
+    serving = threading.Thread(target=lambda: result.update(code=server.serve()))
     serving.start()
     answer: dict = {}
 
@@ -318,7 +320,7 @@ def test_in_flight_request_completes_during_shutdown():
     caller = threading.Thread(target=client)
     caller.start()
     assert entered.wait(5)
-    server.handle_signal(signal.SIGTERM, None)
+    runtime.handle_signal(signal.SIGTERM, None)
     caller.join(10)
     serving.join(10)
     assert answer == {"status": 200, "body": b"finished"}

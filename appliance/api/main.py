@@ -1,20 +1,101 @@
-"""The API program: bind, start the event sink, serve, shut down in order.
+"""The API program: one process, or the parent of WEB_PROCESSES workers, or one of those workers.
 
-With more than one API process (WEB_PROCESSES, api/workers.py) the parent binds and each
-worker serves the socket it inherited; otherwise the one process does both.
+One process binds, starts its event sink, serves and shuts down in order (serving/server.py).
+With more than one API process the parent binds once, checks once what every worker would
+refuse, and runs the workers (workers/parent.py); each worker serves the socket it inherited.
+
+The Kafka side of the events is the pipeline's (pipeline/producer/), handed in as a
+``ProducerSide`` by the program that builds the API (appliance/programs.py), so this package
+never imports the pipeline.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
+from typing import Protocol
 
-from appliance.api.app import create_app
-from appliance.api.server import ApiServer, bind
-from appliance.api.services import Services
-from appliance.api.sink import EventSink
-from appliance.api.workers import WorkerSlot
+from appliance.api.http.app import create_app
+from appliance.api.http.host import host_info
+from appliance.api.http.services import Services
+from appliance.api.http.sink import DisabledSink, EventSink
+from appliance.api.serving.guards import ensure_fd_limit
+from appliance.api.serving.server import ApiServer, bind
+from appliance.api.workers.parent import Workers
+from appliance.api.workers.peers import WorkerGroupSink
+from appliance.api.workers.slot import WorkerSlot
+from appliance.core import process
 from appliance.core.config import Settings
 from appliance.core.process import Runtime, StartupError
+
+log = logging.getLogger("appliance.api")
+# With every core busy, the API accepted requests faster than the consumer could persist them:
+# whole appliance under wrk on 2 cores, nice 0: 3,614 req/s, 2,543 persisted/s, event -> row
+# p99 3.3 s and growing (the spool would fill); nice 5: 3,294 req/s, 3,242 persisted/s, p99
+# 261 ms (nice 2: p99 3.0 s; nice 3: 0.8 s; nice 10: no better than 5). A lower priority changes
+# nothing while a core is free.
+API_NICENESS = 5
+
+
+class ProducerSide(Protocol):
+    """What the API needs of the pipeline's producer side (Kafka configured)."""
+
+    def check(self, workers: int) -> None:
+        """Raise StartupError for what every one of ``workers`` processes would refuse."""
+
+    def sink(self, index: int, workers: int) -> EventSink:
+        """The event sink of API process ``index`` of ``workers``; StartupError if it cannot be."""
+
+    def spool_depth(self, index: int) -> int:
+        """What API process ``index``'s spool file holds (it may not be running)."""
+
+
+def run(settings: Settings, slot: WorkerSlot | None, producers: ProducerSide) -> int:
+    """The API as the process it was started as: a worker (``slot``), the parent of workers,
+    or the one process."""
+    if slot is None:
+        yield_to_the_consumer(settings)  # workers inherit it
+        if settings.api_processes > 1:
+            return process.run(settings, "api",
+                               lambda runtime: run_parent(runtime, settings, producers))
+    else:
+        slot.die_with_parent()
+    return process.run(settings, "api",
+                       lambda runtime: serve(runtime, settings, build_sink(settings, slot, producers),
+                                             slot),
+                       pod_ip=host_info(settings).pod_ip)
+
+
+def yield_to_the_consumer(settings: Settings) -> None:
+    """When this appliance also runs the consumer, persisting what was accepted comes first."""
+    if "consumer" in settings.programs:
+        os.nice(API_NICENESS)
+
+
+def run_parent(runtime: Runtime, settings: Settings, producers: ProducerSide) -> int:
+    """The parent of the API workers: what every worker would refuse is refused once, here."""
+    ensure_fd_limit(settings.connection_limit)  # the workers inherit the raised limit
+    sock = listen(settings)
+    if settings.kafka_enabled:
+        producers.check(settings.api_processes)
+    return Workers(settings, sock, settings.api_processes).run(runtime)
+
+
+def build_sink(settings: Settings, slot: WorkerSlot | None, producers: ProducerSide) -> EventSink:
+    if not settings.kafka_enabled:
+        if slot is None or slot.index == 0:
+            log.warning("KAFKA_BROKERS not set: Kafka is off, events are not recorded")
+        return DisabledSink()
+    if slot is None:
+        return producers.sink(0, 1)
+    own = producers.sink(slot.index, slot.count)
+    try:
+        return WorkerGroupSink(own, slot.index, slot.count, settings.layout, producers.spool_depth)
+    except OSError as exc:
+        raise StartupError(f"DATA_DIR={settings.data_dir}: cannot listen on "
+                           f"{settings.layout.api_socket(slot.index)}: {exc.strerror or exc} "
+                           f"(a Unix socket path must be shorter than 108 bytes)") from None
 
 
 def listen(settings: Settings) -> socket.socket:
@@ -32,6 +113,5 @@ def serve(runtime: Runtime, settings: Settings, sink: EventSink,
     services = Services(settings, sink=sink)
     sink.start()
     server = ApiServer(create_app(settings, services), settings, services.lifecycle, sock,
-                       on_stopped=sink.close, balance=slot.balance() if slot else None)
-    runtime.on_signal(server.signalled)
-    return server.serve(install_signals=False)
+                       runtime, on_stopped=sink.close, balance=slot.balance() if slot else None)
+    return server.serve()

@@ -305,7 +305,7 @@ class Settings:
     @property
     def api_processes(self) -> int:
         """WEB_PROCESSES, or one per CPU this process may use, at most AUTO_PROCESSES: one
-        Python process serves on one core at a time (api/workers.py has the measurements).
+        Python process serves on one core at a time (api/workers/parent.py has the measurements).
         With the embedded broker too: each process writes a partition of its own
         (events_partitions), which made the soaks with two processes exact
         (docs/embedded-broker.md)."""

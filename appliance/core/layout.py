@@ -20,7 +20,7 @@ class DataLayout:
         return self.root / "supervisor.sock"
 
     def api_socket(self, worker: int) -> Path:
-        """Where API worker ``worker`` answers its siblings (api/peers.py)."""
+        """Where API worker ``worker`` answers its siblings (api/workers/peers.py)."""
         return self.root / f"api-{worker}.sock"
 
     @property

@@ -28,27 +28,22 @@ class StartupError(Exception):
 
 class Runtime:
     """A running program: its name, its stop event, and how many signals asked it to stop
-    (a second one means: skip the waits)."""
+    (a second one means: skip the waits).
+
+    The program's one signal seam: SIGTERM and SIGINT only count here; the program's loop
+    (the API's server loop, its workers' parent, the consumer's and the agent's loops) looks
+    at ``signals`` or waits on ``stop`` and does the work. A signal that came during start-up
+    is there when the loop first looks."""
 
     def __init__(self, settings: Settings, name: str) -> None:
         self.settings = settings
         self.name = name
         self.stop = threading.Event()
         self.signals = 0
-        self._listeners: list[Callable[[int], None]] = []
-
-    def on_signal(self, listener: Callable[[int], None]) -> None:
-        """Call ``listener(signals so far)`` on every stop signal, and now if one came already
-        (a SIGTERM during startup must not be forgotten); a listener keeps the largest count."""
-        self._listeners.append(listener)
-        if self.signals:
-            listener(self.signals)
 
     def handle_signal(self, _signum: int = 0, _frame=None) -> None:
         self.signals += 1
         self.stop.set()
-        for listener in self._listeners:
-            listener(self.signals)
 
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -7,28 +7,21 @@ in-flight requests finish (SHUTDOWN_TIMEOUT) -> worker threads stop -> event sin
 
 from __future__ import annotations
 
+import functools
 import logging
-import signal
 import socket
 import time
-from typing import Callable
+from typing import Any, Callable
 
-from waitress import create_server, wasyncore
-from waitress.task import ErrorTask
+from waitress import wasyncore
 
-from appliance.api.balance import ConnectionBalance, SharedAccept
-from appliance.api.guards import (
-    AcceptGuard,
-    GuardedChannel,
-    close_slow_clients,
-    ensure_fd_limit,
-)
-from appliance.api.jsonio import error_body
-from appliance.api.lifecycle import Lifecycle
-from appliance.api.middleware import UNMATCHED_ROUTE, access_log
+from appliance.api.http.lifecycle import Lifecycle
+from appliance.api.serving.balance import ConnectionBalance, SharedAccept
+from appliance.api.serving.guards import AcceptGuard, close_slow_clients, ensure_fd_limit
+from appliance.api.serving.waitress_adapter import Server, dispatcher, pending_output
 from appliance.core.config import Settings
-from appliance.core.ids import new_id
 from appliance.core.logs import ThrottledLogger
+from appliance.core.process import Runtime
 
 log = logging.getLogger("appliance.server")
 LOOP_TICK = 0.1  # seconds per asyncore loop turn: how fast the loop notices a signal
@@ -37,30 +30,6 @@ QUEUE_WARNING_INTERVAL = 30.0  # seconds between two "Task queue depth" lines
 # scanning on each turn was ~8 % of the API's GIL time (bench/profile_api.py). A tenth of the
 # header timeout (at most LOOP_TICK) apart is precise enough for a timeout.
 GUARD_INTERVAL = LOOP_TICK
-
-
-class JsonErrorTask(ErrorTask):
-    """Waitress's own errors (malformed request line, body over its hard cap) as our JSON,
-    with a request id and an access line like every other response."""
-
-    def execute(self) -> None:
-        error = self.request.error
-        body = error_body(error.code, error.reason.lower())
-        request_id = new_id()
-        self.status = f"{error.code} {error.reason}"
-        self.response_headers.extend([("Content-Type", "application/json"),
-                                      ("Cache-Control", "no-store"), ("X-Request-ID", request_id)])
-        access_log.info("request", extra={
-            "method": getattr(self.request, "command", None) or "", "route": UNMATCHED_ROUTE,
-            "path": getattr(self.request, "path", None) or "", "status": error.code, "duration_ms": 0.0,
-            "user_ip": self.channel.addr[0] if self.channel.addr else "", "request_id": request_id})
-        self.set_close_on_finish()
-        self.content_length = len(body)
-        self.write(body)
-
-
-class JsonErrorChannel(GuardedChannel):
-    error_task_class = JsonErrorTask
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -76,65 +45,59 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class ApiServer:
+    """The server loop of one API process: serve until the runtime has a stop signal, then
+    shut down in order. ``runtime`` is the program's one signal seam (core/process.py)."""
+
     def __init__(self, app: Callable, settings: Settings, lifecycle: Lifecycle,
-                 sock: socket.socket, on_stopped: Callable[[], None] = lambda: None,
+                 sock: socket.socket, runtime: Runtime,
+                 on_stopped: Callable[[], None] = lambda: None,
                  balance: ConnectionBalance | None = None) -> None:
-        self.settings = settings
-        self.lifecycle = lifecycle
+        self.settings, self.lifecycle, self.runtime = settings, lifecycle, runtime
         self.on_stopped = on_stopped
-        self.signals = 0
         ensure_fd_limit(settings.connection_limit)
-        self.server = create_server(
-            app, sockets=[sock], threads=settings.web_threads,
+        self.connections: dict = {}  # Waitress's socket map: the listener, its trigger, channels
+        # "Task queue depth is N", once per request that waits for a thread, made inside the
+        # dispatcher's lock: under load a LogRecord per request (~6 % of the GIL time of the
+        # API, bench/profile_api.py) while the workers waited for that lock.
+        threads = dispatcher(settings.web_threads, ThrottledLogger(
+            logging.getLogger("waitress.queue"), QUEUE_WARNING_INTERVAL))
+        self.server = Server(
+            app, sock, self.connections, threads, self._accept, threads=settings.web_threads,
             connection_limit=settings.connection_limit,
             # Hard cap above ours: bodies between the two get our JSON 413 from the middleware.
             max_request_body_size=settings.max_body_bytes + 65_536,
             clear_untrusted_proxy_headers=False,  # we walk X-Forwarded-For ourselves
-            ident="simple-time-service",
-        )
-        self.server.channel_class = JsonErrorChannel
-        # "Task queue depth is N", once per request that waits for a thread, made inside the
-        # dispatcher's lock: under load a LogRecord per request (~6 % of the GIL time of the
-        # API, bench/profile_api.py) while the workers waited for that lock.
-        self.server.task_dispatcher.queue_logger = ThrottledLogger(
-            logging.getLogger("waitress.queue"), QUEUE_WARNING_INTERVAL)
-        self.accept_guard = AcceptGuard(self.server)
-        self._not_connections = len(self.server._map)  # the listener and the loop's trigger
+            ident="simple-time-service")
+        self._not_connections = len(self.connections)  # the listener and the loop's trigger
         self.port = sock.getsockname()[1]
         self._guard_interval = min(GUARD_INTERVAL, settings.request_header_timeout / 10)
+        self.accept_guard = AcceptGuard(self.server)
         self.sharing = None if balance is None else SharedAccept(
-            self.server, balance, self._connections, self._guard_interval)
+            balance, self._connections, self._guard_interval)
         self._guards_due = 0.0
 
-    def handle_signal(self, *_args) -> None:
-        # Only set state here; the loop does the work (uvicorn's should_exit/force_exit).
-        self.signals += 1
-        self.lifecycle.draining()
+    def _accept(self, accept: Callable[[], Any]) -> Any:
+        """The accept policy, in this order: the balance may leave the connection to a
+        sibling; the guard pauses accepting when descriptors run out."""
+        guarded = functools.partial(self.accept_guard.accept, accept)
+        return self.sharing.accept(guarded) if self.sharing is not None else guarded()
 
-    def signalled(self, signals: int) -> None:
-        """The program has received ``signals`` stop signals so far (core.process.Runtime)."""
-        self.signals = max(self.signals, signals)
-        self.lifecycle.draining()
-
-    def serve(self, install_signals: bool = True) -> int:
-        if install_signals:  # only possible on the main thread; the program's runtime and the
-            for signum in (signal.SIGTERM, signal.SIGINT):  # tests call handle_signal instead
-                signal.signal(signum, self.handle_signal)
+    def serve(self) -> int:
         self.lifecycle.serving()
         self._share_connections(time.monotonic())  # siblings count it from now, not a turn later
         log.info("serving", extra={"host": self.settings.host, "port": self.port,
                                    "threads": self.settings.web_threads})
-        while not self.signals:
+        while not self.runtime.signals:
             self._tick()
         self._shutdown()
         return 0
 
     def _tick(self) -> None:
-        wasyncore.loop(timeout=LOOP_TICK, map=self.server._map, use_poll=True, count=1)
+        wasyncore.loop(timeout=LOOP_TICK, map=self.connections, use_poll=True, count=1)
         now = time.monotonic()
         if now >= self._guards_due:
             self._guards_due = now + self._guard_interval
-            close_slow_clients(self.server._map.values(), self.settings.request_header_timeout)
+            close_slow_clients(self.connections.values(), self.settings.request_header_timeout)
             self.accept_guard.tick()
         if self.lifecycle.ready:
             self._share_connections(now)
@@ -144,18 +107,19 @@ class ApiServer:
             self.sharing.tick(now)
 
     def _connections(self) -> int:
-        return len(self.server._map) - self._not_connections
+        return len(self.connections) - self._not_connections
 
     def _run_until(self, done: Callable[[], bool], seconds: float) -> bool:
         deadline = time.monotonic() + seconds
         while not done():
-            if time.monotonic() >= deadline or self.signals > 1:
+            if time.monotonic() >= deadline or self.runtime.signals > 1:
                 return False
             self._tick()
         return True
 
     def _shutdown(self) -> None:
         settings = self.settings
+        self.lifecycle.draining()
         log.info("shutdown: readyz now 503", extra={"delay_s": settings.shutdown_delay})
         self._run_until(lambda: False, settings.shutdown_delay)
         self.server.close()  # stop accepting; open connections still get their answers
@@ -165,9 +129,9 @@ class ApiServer:
         log.info("shutdown: drained" if drained else "shutdown: drain timed out",
                  extra={"in_flight": self.lifecycle.in_flight})
         self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
-        wasyncore.close_all(self.server._map)
+        wasyncore.close_all(self.connections)
         self.on_stopped()
         log.info("shutdown: complete")
 
     def _writing(self) -> bool:
-        return any(getattr(ch, "total_outbufs_len", 0) for ch in list(self.server._map.values()))
+        return any(pending_output(channel) for channel in list(self.connections.values()))

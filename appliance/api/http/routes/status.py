@@ -13,9 +13,10 @@ from typing import Any
 import bottle
 import peewee
 
-from appliance.api.jsonio import HttpError, json_response
-from appliance.api.routes.events import parse_time
-from appliance.api.services import Services
+from appliance.api.http.errors import HttpError
+from appliance.api.http.jsonio import json_response
+from appliance.api.http.routes.events import parse_time
+from appliance.api.http.services import Services
 from appliance.core import diskspace, sqlite
 from appliance.core.timefmt import age_s, iso, utc_now_iso
 from appliance.core.version import __version__

@@ -7,8 +7,8 @@ bare, two 0.83 (4,300-4,500 req/s for 5,100-5,800), each worker ~72 % of a core.
 
 Each worker is a whole API as one process was: its own Waitress, event sink, spool file
 (SPOOL_DIR/spool-N.db) and Kafka producer, serving the listening socket it inherited; they share
-the connections out evenly (api/balance.py). What must be the same whichever worker answers
-(/kafka/status, /kafka/flush) the workers ask one another (api/peers.py).
+the connections out evenly (serving/balance.py). What must be the same whichever worker answers
+(/kafka/status, /kafka/flush) the workers ask one another (workers/peers.py).
 
 The parent: binds (so PORT=0 and a bind error work as before), starts the workers, starts
 again one that dies (after a pause that doubles to 8 s while it keeps dying), passes SIGTERM
@@ -19,7 +19,6 @@ worker that exits during its first start (a startup error) stops the API with it
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -27,53 +26,17 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 
-from appliance.api.balance import ConnectionBalance, shared_memory
+from appliance.api.serving.balance import ConnectionBalance, shared_memory
+from appliance.api.workers.slot import WorkerSlot
 from appliance.core import metrics
 from appliance.core.config import Settings
 from appliance.core.process import Runtime
 
 log = logging.getLogger("appliance.workers")
-ENVIRONMENT = "STS_API_WORKER"  # WorkerSlot.text(): set for the workers, by the parent
 FIRST_START = 5.0  # seconds: a worker that exits sooner after the API started is a startup error
 PAUSE, MAX_PAUSE, STEADY = 0.5, 8.0, 30.0  # restart pause, its cap, and the uptime that resets it
 TICK = 0.2  # seconds between two looks at the workers
-PR_SET_PDEATHSIG = 1
-
-
-@dataclass(frozen=True)
-class WorkerSlot:
-    """Which worker this process is, and what it inherited."""
-
-    index: int
-    count: int
-    fd: int  # the listening socket
-    parent: int
-    balance_fd: int  # api/balance.py: the connections each worker holds
-
-    def text(self) -> str:
-        return f"{self.index}/{self.count}/{self.fd}/{self.parent}/{self.balance_fd}"
-
-    @classmethod
-    def from_environment(cls) -> "WorkerSlot | None":
-        raw = os.environ.get(ENVIRONMENT)
-        if not raw:
-            return None
-        return cls(*(int(part) for part in raw.split("/")))
-
-    def listening_socket(self) -> socket.socket:
-        return socket.socket(fileno=self.fd)
-
-    def balance(self) -> ConnectionBalance:
-        return ConnectionBalance(self.balance_fd, self.index, self.count)
-
-    def die_with_parent(self) -> None:
-        """SIGKILL when the parent dies, and exit now if it already has."""
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != self.parent:
-            os._exit(1)
 
 
 class Worker:
@@ -87,10 +50,10 @@ class Worker:
         self.due = 0.0  # when to start it again after it died
 
     def start(self) -> None:
-        env = {**os.environ, ENVIRONMENT: self.slot.text()}
         # Its own process group: Ctrl-C in a terminal reaches the parent only, which passes
         # one SIGINT on (a second would tell the worker to skip its shutdown waits).
-        self.process = subprocess.Popen([sys.executable, "-m", "appliance", "api"], env=env,
+        self.process = subprocess.Popen([sys.executable, "-m", "appliance", "api", "--worker",
+                                         self.slot.text()],
                                         pass_fds=(self.slot.fd, self.slot.balance_fd),
                                         process_group=0)
         self.started = time.monotonic()

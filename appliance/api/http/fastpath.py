@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterable
 
 import bottle
 
-from appliance.api.routes.core import index_document
-from appliance.api.services import Services
+from appliance.api.http.routes.core import index_document
+from appliance.api.http.services import Services
 from appliance.core import jsontext
 
 FAST_METHODS = frozenset({"GET", "HEAD"})

@@ -1,6 +1,6 @@
 """The API's workers as one: /kafka/status and /kafka/flush answer for all of them.
 
-With WEB_PROCESSES > 1 (api/workers.py) each worker has its own producer and spool, and the
+With WEB_PROCESSES > 1 (workers/parent.py) each worker has its own producer and spool, and the
 kernel hands a connection to any of them. So each worker also listens on a Unix socket in
 DATA_DIR (api-N.sock, owner only) where its siblings ask two things: its producer's status,
 and a flush. The worker that got the request adds the answers to its own: counters summed,
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from appliance.api.sink import EventSink, Headers
+from appliance.api.http.sink import EventSink, Headers
 from appliance.core.layout import DataLayout
 
 log = logging.getLogger("appliance.peers")

@@ -17,9 +17,10 @@ from typing import Any, Callable, Iterator
 import bottle
 import peewee
 
-from appliance.api.auth import token_required
-from appliance.api.jsonio import HttpError, json_response
-from appliance.api.services import Services
+from appliance.api.http.auth import token_required
+from appliance.api.http.errors import HttpError
+from appliance.api.http.jsonio import json_response
+from appliance.api.http.services import Services
 from appliance.core.database import ERRORS as DB_ERRORS
 from appliance.core.database import exists, is_postgres, open_database
 from appliance.core.database_url import describe_error

@@ -6,9 +6,10 @@ from typing import Any
 
 import bottle
 
-from appliance.api.auth import token_required
-from appliance.api.jsonio import HttpError, json_response, read_json_object
-from appliance.api.services import Services
+from appliance.api.http.auth import token_required
+from appliance.api.http.errors import HttpError
+from appliance.api.http.jsonio import json_response, read_json_object
+from appliance.api.http.services import Services
 from appliance.core import tracing
 from appliance.schema import events
 
@@ -77,7 +78,6 @@ def add_kafka_routes(app: bottle.Bottle, services: Services) -> None:
         timeout = parse_timeout(bottle.request.query.get("timeout"))
         require_kafka()
         if not sink.kafka_up:
-            return json_response(503, {"error": "Kafka is not reachable", "status": 503,
-                                       "remaining": sink.status()["in_queue"]})
+            raise HttpError(503, "Kafka is not reachable", {"remaining": sink.status()["in_queue"]})
         remaining = sink.flush(timeout)
         return json_response(200, {"remaining": remaining, "flushed": remaining == 0})

@@ -11,11 +11,11 @@ import logging
 import time
 from typing import Any, Callable, Iterable
 
-from appliance.api import clientip
-from appliance.api.host import HostInfo
-from appliance.api.jsonio import error_body
-from appliance.api.lifecycle import Lifecycle
-from appliance.api.sink import EventSink
+from appliance.api.http import clientip
+from appliance.api.http.host import HostInfo
+from appliance.api.http.errors import error_response
+from appliance.api.http.lifecycle import Lifecycle
+from appliance.api.http.sink import EventSink
 from appliance.core import logs, tracing
 from appliance.core.config import Settings
 from appliance.core.ids import new_id, sane_request_id
@@ -86,10 +86,10 @@ class AuditMiddleware:
         length = environ.get("CONTENT_LENGTH") or "0"
         if length.isdigit() and int(length) > self.settings.max_body_bytes:
             # Refuse before reading: the client learns the limit and nothing is buffered.
-            message = f"body larger than {self.settings.max_body_bytes} bytes"
-            start("413 Request Entity Too Large", [("Content-Type", "application/json"),
-                                                   ("Cache-Control", "no-store")])
-            return [error_body(413, message)]
+            status, headers, body = error_response(
+                413, f"body larger than {self.settings.max_body_bytes} bytes")
+            start(status, headers)  # the X-Request-ID is added there, as for every answer
+            return [body]
         result = self.app(environ, start)
         if environ.get("sts.streamed"):
             return result

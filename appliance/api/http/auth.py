@@ -12,7 +12,7 @@ from typing import Callable
 
 import bottle
 
-from appliance.api.jsonio import HttpError
+from appliance.api.http.errors import HttpError
 from appliance.core.config import Settings
 
 

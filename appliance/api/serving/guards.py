@@ -14,10 +14,10 @@ import errno
 import logging
 import resource
 import time
+from typing import Any, Callable
 
-from waitress.channel import HTTPChannel
-
-from appliance.api.jsonio import error_body
+from appliance.api.http.errors import raw_response
+from appliance.core.ids import new_id
 from appliance.core.logs import RateLimitFilter
 from appliance.core.metrics import M
 from appliance.core.process import StartupError
@@ -26,8 +26,6 @@ log = logging.getLogger("appliance.server.guards")
 log.addFilter(RateLimitFilter(30.0))
 FD_HEADROOM = 64  # descriptors besides connections: listener, spool, metrics, Kafka, pipes
 ACCEPT_PAUSE = 0.5  # seconds without accepting after the process ran out of descriptors
-TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-                    b"Connection: close\r\nContent-Length: %d\r\n\r\n")
 
 
 class HeaderClock:
@@ -55,9 +53,9 @@ def close_slow_clients(channels, timeout: float) -> int:
         if started is None or now - started < timeout or channel.requests:
             continue
         channel.header_started = None
-        body = error_body(408, f"request headers not received within {timeout:g} s")
+        answer = raw_response(408, f"request headers not received within {timeout:g} s", new_id())
         try:
-            channel.write_soon(TIMEOUT_RESPONSE % len(body) + body)
+            channel.write_soon(answer)
         except Exception:  # the client is gone already: just close
             channel.will_close = True
         channel.close_when_flushed = True
@@ -74,14 +72,13 @@ class AcceptGuard:
     listener stays readable otherwise, and the loop would spin logging the same error."""
 
     def __init__(self, server) -> None:
-        self.server = server
+        self.server = server  # whose ``accepting`` is turned off and on again
         self.resume_at: float | None = None
-        self._accept = server.accept
-        server.accept = self.accept
 
-    def accept(self):
+    def accept(self, accept: Callable[[], Any]) -> Any:
+        """``accept()``, or None when the process is out of descriptors."""
         try:
-            return self._accept()
+            return accept()
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
@@ -111,9 +108,3 @@ def ensure_fd_limit(connection_limit: int) -> None:
                            f"CONNECTION_LIMIT to at most {hard - FD_HEADROOM}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
     log.info("raised the open-file limit", extra={"from": soft, "to": needed, "hard": hard})
-
-
-class GuardedChannel(HeaderClock, HTTPChannel):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.start_header_clock()  # a connection that sends nothing holds a slot too

@@ -1,7 +1,8 @@
 """Where the API hands its events: the contract the routes and the middleware rely on.
 
 The Kafka implementation is the pipeline's producer side (pipeline/producer/sink.py), passed in
-by the program that builds the API (appliance/programs.py); with Kafka off it is DisabledSink.
+through api/main.py by the program that builds the API (appliance/programs.py); with Kafka off
+it is DisabledSink.
 """
 
 from __future__ import annotations

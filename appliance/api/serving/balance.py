@@ -24,10 +24,10 @@ import mmap
 import os
 import struct
 import time
-from typing import Callable
+from typing import Any, Callable
 
 SLOT = struct.Struct("qq")  # connections held, last look (ms of CLOCK_MONOTONIC, system-wide)
-STALE_MS = 1000  # a serving worker looks at least every 0.1 s (api/server.py LOOP_TICK)
+STALE_MS = 1000  # a serving worker looks at least every 0.1 s (serving/server.py LOOP_TICK)
 
 
 def shared_memory(workers: int) -> int:
@@ -67,9 +67,9 @@ class ConnectionBalance:
 
 
 class SharedAccept:
-    """Wraps the server's accept: a worker accepts only while api/balance.py says it may, and
-    publishes its new count at once. ``tick`` keeps this worker's slot fresh between turns of
-    the loop (and publishes connections that closed).
+    """A worker's side of the balance: it accepts only while serving/balance.py says it may,
+    and publishes its new count at once. ``tick`` keeps this worker's slot fresh between turns
+    of the loop (and publishes connections that closed).
 
     A refusal leaves the listener in the poll set: while a connection waits, this worker's loop
     turns without sleeping until the sibling that holds fewer has taken it (microseconds to a
@@ -78,19 +78,18 @@ class SharedAccept:
     and waits for A): wrk -c32 on two workers had p99 400-500 ms instead of ~15, and a worker
     that looked again every 2 ms while it refused cost 2.9 % of a core when idle."""
 
-    def __init__(self, server, balance: ConnectionBalance, connections: Callable[[], int],
+    def __init__(self, balance: ConnectionBalance, connections: Callable[[], int],
                  interval: float) -> None:
-        self.server, self.balance, self.connections = server, balance, connections
+        self.balance, self.connections = balance, connections
         self.interval = interval
-        self._accept = server.accept
-        server.accept = self.accept
         self._published, self._due = -1, 0.0
 
-    def accept(self):
+    def accept(self, accept: Callable[[], Any]) -> Any:
+        """``accept()`` if this worker may take a connection now, else None."""
         held = self.connections()
         if not self.balance.may_accept(held):
             return None
-        accepted = self._accept()
+        accepted = accept()
         if accepted is not None:
             self.balance.publish(held + 1)  # its channel joins the map after accept returns
         return accepted

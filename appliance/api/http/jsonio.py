@@ -1,37 +1,15 @@
-"""JSON bodies in and JSON errors out: the only shapes a client ever sees.
-
-Routes raise HttpError; the app's error handler (app.JsonBottle) renders every error, ours and
-Bottle's and Waitress's, as ``{"error": ..., "status": ...}``.
-"""
+"""JSON bodies in and out: a request's body read as one JSON object, a route's answer written
+with the appliance's one encoder (compact, orjson: core/jsontext.py)."""
 
 from __future__ import annotations
 
-import json
-from http import HTTPStatus
 from typing import Any
 
 import bottle
 
+from appliance.api.http.errors import HttpError
+from appliance.core import jsontext
 from appliance.schema import events
-
-
-class HttpError(bottle.HTTPError):
-    """A client-facing error: its status, a message for the client, optional headers."""
-
-    def __init__(self, status: int, message: str, **headers: str) -> None:
-        super().__init__(status, message, **headers)
-        self.message = message
-
-
-def error_body(status: int, message: str) -> bytes:
-    return json.dumps({"error": message, "status": status}).encode()
-
-
-def default_message(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase.lower()
-    except ValueError:
-        return "error"
 
 
 def read_json_object(request: bottle.BaseRequest, max_bytes: int) -> dict[str, Any]:
@@ -51,12 +29,12 @@ def read_json_object(request: bottle.BaseRequest, max_bytes: int) -> dict[str, A
     if not isinstance(body, dict):
         raise HttpError(400, "body must be a JSON object")
     try:
-        json.dumps(body, ensure_ascii=False).encode()
+        jsontext.dumps(body)
     except UnicodeEncodeError:  # "\ud800" parses, but no UTF-8 event can carry it
         raise HttpError(400, "body contains text that is not valid Unicode (lone surrogate)") from None
     return body
 
 
 def json_response(status: int, body: dict[str, Any]) -> bottle.HTTPResponse:
-    return bottle.HTTPResponse(json.dumps(body), status=status,
+    return bottle.HTTPResponse(jsontext.dumps(body), status=status,
                                headers={"Content-Type": "application/json"})

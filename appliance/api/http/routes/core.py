@@ -7,10 +7,10 @@ from typing import Any
 
 import bottle
 
-from appliance.api.clientip import ClientAddress
-from appliance.api.jsonio import HttpError
-from appliance.api.openapi import openapi_document
-from appliance.api.services import Services
+from appliance.api.http.clientip import ClientAddress
+from appliance.api.http.errors import HttpError
+from appliance.api.http.openapi import openapi_document
+from appliance.api.http.services import Services
 from appliance.core import metrics
 from appliance.core.timefmt import utc_now_iso
 from appliance.core.version import __version__

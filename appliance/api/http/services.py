@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from appliance.api.host import HostInfo, host_info
-from appliance.api.lifecycle import Lifecycle
-from appliance.api.sink import DisabledSink, EventSink
+from appliance.api.http.host import HostInfo, host_info
+from appliance.api.http.lifecycle import Lifecycle
+from appliance.api.http.sink import DisabledSink, EventSink
 from appliance.core.config import Settings
 from appliance.core.version import git_commit
 

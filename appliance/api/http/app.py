@@ -1,0 +1,38 @@
+"""The HTTP API: a Bottle app built by ``create_app(settings, services)``, wrapped by the middleware."""
+
+from __future__ import annotations
+
+import bottle
+
+from appliance.api.http.errors import bottle_error
+from appliance.api.http.fastpath import IndexFastPath
+from appliance.api.http.middleware import AuditMiddleware
+from appliance.api.http.routes.core import add_core_routes
+from appliance.api.http.routes.events import add_event_routes
+from appliance.api.http.routes.kafka import add_kafka_routes
+from appliance.api.http.routes.status import add_status_routes
+from appliance.api.http.services import Services
+from appliance.core import jsontext
+from appliance.core.config import Settings
+
+
+class JsonBottle(bottle.Bottle):
+    """Bottle whose every error page is ``{"error": ..., "status": ...}`` (api/http/errors.py),
+    never HTML."""
+
+    def default_error_handler(self, res: bottle.HTTPError) -> bytes:
+        return bottle_error(res)
+
+
+def create_app(settings: Settings, services: Services | None = None) -> AuditMiddleware:
+    services = services or Services(settings)
+    app = JsonBottle()
+    app.config["json.enable"] = True
+    app.uninstall(bottle.JSONPlugin)  # a route's dict becomes JSON through orjson instead
+    app.install(bottle.JSONPlugin(json_dumps=jsontext.dumps))
+    add_core_routes(app, services)
+    add_kafka_routes(app, services)
+    add_event_routes(app, services)
+    add_status_routes(app, services)
+    return AuditMiddleware(IndexFastPath(app, services), settings, services.sink, services.host,
+                           services.lifecycle)
