@@ -10,6 +10,7 @@ from conftest import call_wsgi
 from appliance.api.http.app import create_app
 from appliance.api.http.services import Services
 from appliance.core.config import Settings
+from appliance.schema.producer_status import ProducerStatus
 
 TOKEN = "s3cret-token"
 
@@ -33,8 +34,8 @@ class RecordingSink:
             self.emit(event, headers, durable)
         return self.outcome
 
-    def status(self) -> dict:
-        return {"connected": self.kafka_up, "in_queue": 0}
+    def status(self) -> ProducerStatus:
+        return ProducerStatus(connected=self.kafka_up, state="UP" if self.kafka_up else "DOWN")
 
     def flush(self, timeout: float) -> int:
         return 0

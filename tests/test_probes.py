@@ -14,6 +14,7 @@ from appliance.core.config import Settings
 from appliance.pipeline.consumer import store
 from appliance.pipeline.producer.spool import Spool
 from appliance.schema.consumer_report import ConsumerReport
+from appliance.schema.producer_status import ProducerStatus
 
 
 def settings(tmp_path, **env) -> Settings:
@@ -24,7 +25,7 @@ def test_unconfigured_components_are_disabled(tmp_path):
     s = settings(tmp_path)
     assert probes.otel(s)[0] == "DISABLED"
     assert probes.prometheus(s)[0] == "DISABLED"
-    assert probes.spool(s, {})[0] == "DISABLED"
+    assert probes.spool(s, None)[0] == "DISABLED"
     assert probes.KafkaProbe(s)()[0] == "DISABLED"
 
 
@@ -45,13 +46,13 @@ def test_unreachable_kafka_is_down(tmp_path):
 
 def test_spool_with_events_waiting_for_an_absent_kafka_is_degraded(tmp_path):
     s = settings(tmp_path, KAFKA_BROKERS="127.0.0.1:9")
-    assert probes.spool(s, {}) == ("UP", "empty", {"depth": 0, "dropped": 0})
+    assert probes.spool(s, None) == ("UP", "empty", {"depth": 0, "dropped": 0})
     spool = Spool(s.spool_dir, 1_000_000)
     spool.append([(b"k", b"v" * 10, None)] * 3)
     spool.close()
-    state, detail, data = probes.spool(s, {"connected": False})
+    state, detail, data = probes.spool(s, ProducerStatus(connected=False))
     assert (state, data["depth"]) == ("DEGRADED", 3) and "3 events waiting" in detail
-    assert probes.spool(s, {})[0] == "DEGRADED"  # the API does not answer: Kafka is not known UP
+    assert probes.spool(s, None)[0] == "DEGRADED"  # the API does not answer: Kafka is not known UP
 
 
 def test_spool_holding_events_on_their_way_to_a_connected_kafka_is_up(tmp_path):
@@ -59,7 +60,7 @@ def test_spool_holding_events_on_their_way_to_a_connected_kafka_is_up(tmp_path):
     spool = Spool(s.spool_dir, 1_000_000)
     spool.append([(b"k", b"v" * 10, None)] * 3)
     spool.close()
-    state, detail, data = probes.spool(s, {"connected": True, "unconfirmed": 2, "in_flight": 1})
+    state, detail, data = probes.spool(s, ProducerStatus(connected=True, unconfirmed=2, in_flight=1))
     assert state == "UP" and "3 events on their way" in detail and data["unconfirmed"] == 2
 
 
@@ -175,7 +176,7 @@ def test_programs_deliberately_not_run_are_disabled_not_down(tmp_path, monkeypat
         "DOWN", "chosen, but supervisord has no program agent (restart the appliance)", {})
     assert results["process.broker"] == ("DISABLED", "external or no Kafka", {})
     assert probes.api(s) == ("DISABLED", "not run by this appliance (APPLIANCE_PROGRAMS=consumer,agent)", {})
-    assert probes.spool(s, {})[0] == "DISABLED"
+    assert probes.spool(s, None)[0] == "DISABLED"
 
 
 def test_an_embedded_broker_left_to_another_appliance_is_disabled(tmp_path, monkeypatch):

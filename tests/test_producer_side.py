@@ -93,7 +93,7 @@ def test_the_first_probe_creates_the_topic_with_one_partition_for_one_api_proces
     sink = make_sink(tmp_path, cluster, KAFKA_BROKERS="embedded", WEB_PROCESSES="1")
     sink.watch.probe()
     assert cluster.topics[TOPIC]["partitions"] == 1 and sink.kafka_up
-    assert sink.status()["release"] == "committed"
+    assert sink.status().release == "committed"
 
 
 def test_with_several_api_processes_the_embedded_topic_has_a_partition_for_each(tmp_path, cluster):
@@ -109,14 +109,14 @@ def test_an_event_is_queued_while_kafka_is_up_and_its_report_releases_it(tmp_pat
     assert sink.spool.depth == 1  # on disk before it goes anywhere
     for _ in range(3):
         sink.relay.turn()
-    assert sink.spool.depth == 0 and sink.status()["delivered"] == 1
+    assert sink.spool.depth == 0 and sink.status().delivered == 1
 
 
 def test_while_kafka_is_down_events_are_spooled_on_disk_and_sent_once_it_is_back(tmp_path, cluster):
     cluster.up = False
     sink = make_sink(tmp_path, cluster)
     sink.watch.probe()
-    assert not sink.kafka_up and "broker down" in sink.status()["last_error"]
+    assert not sink.kafka_up and "broker down" in sink.status().last_error
     assert [sink.emit(an_event(f"r{i}"), durable=True) for i in range(3)] == ["spooled"] * 3
     sink.relay.turn()
     assert sink.spool.depth == 3 and sink.producers[0].sent == []
@@ -133,7 +133,7 @@ def test_the_pause_flag_stops_sending_at_once_and_its_removal_resumes(tmp_path, 
     sink.settings.layout.pause_flag.touch()
     sink.emit(an_event(), durable=True)
     sink.relay.turn()
-    assert sink.status()["paused"] is True and sink.producers[0].sent == []
+    assert sink.status().paused is True and sink.producers[0].sent == []
     sink.settings.layout.pause_flag.unlink()
     sink.relay.turn()
     sink.watch.probe()  # the keeper, woken by the relay
@@ -170,7 +170,7 @@ def test_an_event_the_spool_cannot_take_is_lost_and_counted(tmp_path, cluster):
     sink = make_sink(tmp_path, cluster)
     sink.writer.close()  # nothing is accepted any more
     assert sink.emit(an_event()) == "lost"
-    assert sink.status()["lost"] == 1
+    assert sink.status().lost == 1
 
 
 def test_the_disabled_sink_answers_everything_the_routes_ask():
@@ -179,5 +179,5 @@ def test_the_disabled_sink_answers_everything_the_routes_ask():
     sink = DisabledSink()
     sink.start()
     assert sink.emit(an_event()) == "disabled" and sink.flush(1) == 0
-    assert sink.status()["connected"] is False and not sink.kafka_up
+    assert sink.status().connected is False and not sink.kafka_up
     sink.close()

@@ -6,6 +6,7 @@ a Tansu broker, the API's parent and its workers, the consumer, SQLite.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -15,11 +16,11 @@ import pytest
 from procs import Appliance, Load, wait_until
 
 from appliance.api.serving import balance
-from appliance.api.workers.peers import merge_status
 from appliance.core import cpus
 from appliance.core.config import ConfigError, Settings
 from appliance.core.process import Runtime
 from appliance.pipeline.producer.spool import Spool
+from appliance.schema.producer_status import ProducerStatus
 from appliance.schema.spool import read_stats, spool_file, spool_files
 
 # --- how many -------------------------------------------------------------------------------
@@ -62,35 +63,51 @@ def test_a_cgroup_quota_caps_the_usable_cpus(tmp_path):
 # --- one status for all ---------------------------------------------------------------------
 
 
-def worker_status(**values) -> dict:
-    base = {"connected": True, "state": "UP", "paused": False, "queued": 0, "delivered": 0,
-            "spool_depth": 0, "spool_error": None, "last_error": None, "last_error_at": None}
-    return {**base, **values}
+def worker_status(**values) -> ProducerStatus:
+    return ProducerStatus(**{"connected": True, "state": "UP", **values})
+
+
+merge_status = ProducerStatus.merge
 
 
 def test_merged_status_sums_the_counters_and_is_connected_only_when_every_worker_is():
     merged = merge_status(worker_status(queued=10, delivered=9, spool_depth=1),
                           {1: worker_status(queued=5, delivered=5)}, 0)
-    assert (merged["queued"], merged["delivered"], merged["spool_depth"]) == (15, 14, 1)
-    assert merged["connected"] and merged["state"] == "UP"
-    assert [w["queued"] for w in merged["workers"]] == [10, 5]
+    assert (merged.queued, merged.delivered, merged.spool_depth) == (15, 14, 1)
+    assert merged.connected and merged.state == "UP"
+    assert [w["queued"] for w in merged.workers] == [10, 5]
     half = merge_status(worker_status(), {1: worker_status(connected=False, state="DOWN",
                                                            last_error="refused",
                                                            last_error_at="2026-12-01T10:00:00Z")}, 0)
-    assert not half["connected"] and half["state"] == "DEGRADED"
-    assert half["last_error"] == "refused"
+    assert not half.connected and half.state == "DEGRADED"
+    assert half.last_error == "refused"
+
+
+def test_every_counter_of_the_status_is_summed_over_the_workers():
+    counters = [f.name for f in dataclasses.fields(ProducerStatus) if f.metadata["merge"] == "sum"]
+    assert {"queued", "delivered", "lost", "spool_depth", "broker_batches"} <= set(counters)
+    merged = merge_status(worker_status(**dict.fromkeys(counters, 2)),
+                          {1: worker_status(**dict.fromkeys(counters, 3))}, 0)
+    assert all(getattr(merged, name) == 5 for name in counters)
 
 
 def test_the_api_is_paused_only_once_every_worker_is_and_answers():
     # The agent restarts the embedded broker once the API is paused with nothing in flight.
-    assert not merge_status(worker_status(paused=True), {1: worker_status(paused=False)}, 0)["paused"]
-    assert not merge_status(worker_status(paused=True), {1: None}, 0)["paused"]
-    assert merge_status(worker_status(paused=True), {1: worker_status(paused=True)}, 0)["paused"]
+    assert not merge_status(worker_status(paused=True), {1: worker_status(paused=False)}, 0).paused
+    assert not merge_status(worker_status(paused=True), {1: None}, 0).paused
+    assert merge_status(worker_status(paused=True), {1: worker_status(paused=True)}, 0).paused
 
 
-def test_a_worker_that_does_not_answer_is_named():
+def test_a_worker_that_does_not_answer_is_named_and_makes_the_state_at_most_degraded():
     merged = merge_status(worker_status(queued=3), {1: None, 2: worker_status(queued=4)}, 0)
-    assert merged["queued"] == 7 and merged["workers_unreachable"] == [1]
+    assert merged.queued == 7 and merged.workers_unreachable == [1]
+    assert not merged.connected and merged.state == "DEGRADED"
+
+
+def test_the_status_survives_its_json_form():
+    status = merge_status(worker_status(queued=3, last_error="x"), {1: None}, 0)
+    assert ProducerStatus.from_json(status.to_json()) == status
+    assert ProducerStatus.from_json({"queued": "many", "paused": 1}) == ProducerStatus()
 
 
 # --- connections shared out ----------------------------------------------------------------

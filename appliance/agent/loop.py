@@ -21,6 +21,7 @@ from appliance.core.config import Settings
 from appliance.core.metrics import M
 from appliance.core.version import __version__
 from appliance.schema.consumer_report import ConsumerReport
+from appliance.schema.producer_status import ProducerStatus
 
 log = logging.getLogger("appliance.agent")
 # While the appliance starts, a component that comes up is reported within STARTUP_INTERVAL
@@ -58,7 +59,7 @@ class Agent:
         """Probe everything once and record it; a failing probe is DOWN, never a crash."""
         settings = self.settings
         asks_api = settings.kafka_enabled and "api" in settings.programs
-        api_kafka = probes.api_kafka_status(settings) if asks_api else {}
+        api_kafka = probes.api_kafka_status(settings) if asks_api else None
         results = {name: safely(name, probe) for name, probe in self.probes(api_kafka).items()}
         self.processes.broker_extra = {"recycles": self.recycler.recycles,
                                        "last_recycle_reason": self.recycler.last_reason}
@@ -71,7 +72,7 @@ class Agent:
             log.warning("could not record status", extra={"error": str(exc)})
         return results
 
-    def probes(self, api_kafka: dict) -> dict[str, Callable[[], Result]]:
+    def probes(self, api_kafka: ProducerStatus | None) -> dict[str, Callable[[], Result]]:
         settings = self.settings
         return {
             "api": lambda: probes.api(settings),

@@ -21,6 +21,7 @@ from appliance.core.database_url import describe_error
 from appliance.core.kafka import base_config
 from appliance.schema import audit_db
 from appliance.schema.consumer_report import ConsumerReport
+from appliance.schema.producer_status import ProducerStatus
 from appliance.schema.spool import read_stats
 
 Result = tuple[str, str, dict[str, Any]]
@@ -36,13 +37,13 @@ def http_get(url: str, timeout: float = TIMEOUT) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
-def api_kafka_status(settings: Settings) -> dict[str, Any]:
-    """The API's /kafka/status (its producer's view), or {} when it does not answer."""
+def api_kafka_status(settings: Settings) -> ProducerStatus | None:
+    """The API's /kafka/status (its producer's view), or None when it does not answer."""
     try:
         _, body = http_get(f"http://127.0.0.1:{settings.port}/kafka/status")
-        return json.loads(body)
+        return ProducerStatus.from_json(json.loads(body))
     except (OSError, ValueError):
-        return {}
+        return None
 
 
 def not_run(settings: Settings) -> Result:
@@ -167,10 +168,10 @@ def database(settings: Settings, report: ConsumerReport | None) -> Result:
     return "UP", f"{sum(kept.values())} rows, newest {newest or 'none'}", data
 
 
-def spool(settings: Settings, api_kafka: dict[str, Any]) -> Result:
+def spool(settings: Settings, api_kafka: ProducerStatus | None) -> Result:
     """The spool holds every event until it is safe, so a depth is normal while Kafka is up
     (events sent and not yet confirmed): DEGRADED only when events wait for a Kafka that is
-    not there. ``api_kafka`` is the API's /kafka/status ({} when it does not answer)."""
+    not there. ``api_kafka`` is the API's /kafka/status (None when it does not answer)."""
     if not settings.kafka_enabled:
         return "DISABLED", "Kafka off: nothing to spool", {}
     if "api" not in settings.programs:  # the spool is the API's
@@ -182,12 +183,13 @@ def spool(settings: Settings, api_kafka: dict[str, Any]) -> Result:
     if stats is None:
         return "UP", "empty", {"depth": 0, "dropped": 0}
     data = {"depth": stats.depth, "dropped": stats.dropped,
-            "unconfirmed": api_kafka.get("unconfirmed"), "in_flight": api_kafka.get("in_flight")}
+            "unconfirmed": api_kafka.unconfirmed if api_kafka else None,
+            "in_flight": api_kafka.in_flight if api_kafka else None}
     note = f", {stats.dropped} dropped since created" if stats.dropped else ""
-    if api_kafka.get("spool_error"):
-        return "DOWN", (f"cannot write to the spool ({api_kafka['spool_error']}): events are lost, "
-                        f"{api_kafka.get('lost', 0)} so far"), data
-    if stats.depth and api_kafka.get("connected") is not True:
+    if api_kafka and api_kafka.spool_error:
+        return "DOWN", (f"cannot write to the spool ({api_kafka.spool_error}): events are lost, "
+                        f"{api_kafka.lost} so far"), data
+    if stats.depth and not (api_kafka and api_kafka.connected):
         return "DEGRADED", f"{stats.depth} events waiting for Kafka{note}", data
     if stats.depth:
         return "UP", f"{stats.depth} events on their way{note}", data

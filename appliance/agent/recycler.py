@@ -20,13 +20,13 @@ import logging
 import socket
 import threading
 import time
-from typing import Any
 
 from appliance.agent import probes
 from appliance.core import supervisor
 from appliance.core.config import Settings
 from appliance.core.metrics import M
 from appliance.schema.consumer_report import ConsumerReport
+from appliance.schema.producer_status import ProducerStatus
 from appliance.schema.pause import PauseFlag
 
 log = logging.getLogger("appliance.agent")
@@ -64,12 +64,12 @@ class BrokerRecycler:
                                         daemon=True)
         self._thread.start()
 
-    def reason(self, rss_mb: float, api: dict[str, Any],
+    def reason(self, rss_mb: float, api: ProducerStatus | None,
                consumer: ConsumerReport | None) -> tuple[str, str] | None:
         settings = self.settings
         if rss_mb > settings.embedded_broker_max_mb:
             return "memory", f"RSS {rss_mb:.0f} MB > EMBEDDED_BROKER_MAX_MB={settings.embedded_broker_max_mb:g}"
-        batches = api.get("broker_batches") or 0
+        batches = api.broker_batches if api else 0
         if batches > settings.embedded_broker_max_batches:
             return "batches", (f"{batches} record batches > EMBEDDED_BROKER_MAX_BATCHES="
                                f"{settings.embedded_broker_max_batches}")
@@ -109,8 +109,8 @@ class BrokerRecycler:
         deadline = time.monotonic() + PAUSE_WAIT
         while time.monotonic() < deadline and not self.stop.is_set():
             status = probes.api_kafka_status(self.settings)
-            if (status.get("paused") is True and status.get("in_queue") == 0
-                    and status.get("in_flight") == 0 and status.get("unconfirmed") == 0):
+            if (status is not None and status.paused and status.in_queue == 0
+                    and status.in_flight == 0 and status.unconfirmed == 0):
                 return True
             self.stop.wait(0.2)
         return False

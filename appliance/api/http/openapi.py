@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from appliance.schema import producer_status
+
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 
@@ -92,27 +94,7 @@ SCHEMAS.update({
         "type": "object", "required": ["event_id", "status"],
         "properties": {"event_id": STRING, "status": {"enum": ["queued", "spooled"]}},
     },
-    "KafkaStatus": {
-        "type": "object",
-        "required": ["brokers", "topic", "partitions", "connected", "state", "in_queue", "queued",
-                     "delivered", "failed", "spooled", "spool_depth", "dropped", "last_error"],
-        "properties": {
-            "brokers": STRING, "topic": STRING, "partitions": {"type": ["integer", "null"]},
-            # connected: every API process reaches the broker; DEGRADED: some do (WEB_PROCESSES)
-            "connected": {"type": "boolean"}, "state": {"enum": ["UP", "DEGRADED", "DOWN"]},
-            "state_since": STRING, "in_queue": {"type": "integer"}, "queued": {"type": "integer"},
-            "delivered": {"type": "integer"}, "failed": {"type": "integer"},
-            "spooled": {"type": "integer"}, "lost": {"type": "integer"},
-            "spool_depth": {"type": "integer"}, "spool_bytes": {"type": "integer"},
-            "dropped": {"type": "integer"}, "last_error": NULLABLE_STRING,
-            "last_error_at": NULLABLE_STRING,
-            "workers": {"type": "array", "description": "with WEB_PROCESSES > 1: each API "
-                        "process's state, queued and spool_depth (the counters above are sums)",
-                        "items": {"type": "object", "required": ["worker", "state"]}},
-            "workers_unreachable": {"type": "array", "items": {"type": "integer"},
-                                    "description": "API processes that did not answer (restarting)"},
-        },
-    },
+    "KafkaStatus": producer_status.json_schema(),
 })
 
 SCHEMAS["Status"] = {

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from appliance.schema.producer_status import ProducerStatus
+
 Headers = list[tuple[str, bytes]]
 
 
@@ -36,8 +38,8 @@ class EventSink(Protocol):
     def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` for everything handed over to be delivered; how many were not."""
 
-    def status(self) -> dict[str, Any]:
-        """The state /kafka/status shows; "connected" and "in_queue" at least."""
+    def status(self) -> ProducerStatus:
+        """The state /kafka/status shows."""
 
 
 class DisabledSink:
@@ -63,5 +65,5 @@ class DisabledSink:
     def flush(self, timeout: float) -> int:
         return 0
 
-    def status(self) -> dict[str, Any]:
-        return {"connected": False, "state": "DISABLED", "in_queue": 0}
+    def status(self) -> ProducerStatus:
+        return ProducerStatus(state="DISABLED")

@@ -4,13 +4,13 @@ With WEB_PROCESSES > 1 (workers/parent.py) each worker has its own producer and 
 kernel hands a connection to any of them. So each worker also listens on a Unix socket in
 DATA_DIR (api-N.sock, owner only) where its siblings ask two things: its producer's status,
 and a flush. The worker that got the request adds the answers to its own: counters summed,
-"connected" only when every worker is. A sibling that does not answer (it is restarting) is
-named in "workers_unreachable"; a flush then counts what its spool file holds as not flushed.
+"connected" only when every worker is (schema/producer_status.py says how each field merges).
+A sibling that does not answer (it is restarting) is named in "workers_unreachable" and makes
+the state at most DEGRADED; a flush then counts what its spool file holds as not flushed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -21,38 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from appliance.api.http.sink import EventSink, Headers
+from appliance.core import jsontext
 from appliance.core.layout import DataLayout
+from appliance.schema import events
+from appliance.schema.producer_status import ProducerStatus
 
 log = logging.getLogger("appliance.peers")
 TIMEOUT = 2.0  # seconds for a status answer; a flush gets its own timeout on top
-SUMMED = ("in_queue", "queued", "delivered", "failed", "spooled", "lost", "in_flight",
-          "unconfirmed", "confirmed", "broker_batches", "spool_depth", "spool_bytes", "dropped")
-
-
-def merge_status(own: dict[str, Any], others: dict[int, dict[str, Any] | None],
-                 index: int) -> dict[str, Any]:
-    """One status for every worker, from ``own`` (worker ``index``) and its siblings' answers
-    (None: no answer)."""
-    answers = {index: own, **{i: s for i, s in others.items() if s is not None}}
-    merged = dict(own)
-    for name in SUMMED:
-        merged[name] = sum(s.get(name) or 0 for s in answers.values())
-    connected = all(s.get("connected") for s in answers.values())
-    some = any(s.get("connected") for s in answers.values())
-    merged["connected"] = connected
-    merged["state"] = "UP" if connected else ("DEGRADED" if some else "DOWN")
-    # Paused only once every worker is (and answers): the agent restarts the broker when the
-    # API is paused with nothing in flight, and one worker still sending would be a worker
-    # whose events the broker is about to forget.
-    merged["paused"] = all(s.get("paused") for s in answers.values()) and None not in others.values()
-    merged["spool_error"] = next((s["spool_error"] for s in answers.values() if s.get("spool_error")),
-                                 None)
-    newest = max(answers.values(), key=lambda s: s.get("last_error_at") or "")
-    merged["last_error"], merged["last_error_at"] = newest.get("last_error"), newest.get("last_error_at")
-    merged["workers"] = [{"worker": i, "state": s.get("state"), "queued": s.get("queued"),
-                          "spool_depth": s.get("spool_depth")} for i, s in sorted(answers.items())]
-    merged["workers_unreachable"] = sorted(i for i, s in others.items() if s is None)
-    return merged
 
 
 def ask(path: Path, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
@@ -61,11 +36,12 @@ def ask(path: Path, request: dict[str, Any], timeout: float) -> dict[str, Any] |
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(str(path))
-            sock.sendall(json.dumps(request).encode() + b"\n")
+            sock.sendall(jsontext.dumps(request) + b"\n")
             with sock.makefile("rb") as reply:
-                return json.loads(reply.readline())
-    except (OSError, ValueError):
+                answer = events.loads_strict(reply.readline())
+    except (OSError, events.InvalidJson):
         return None
+    return answer if isinstance(answer, dict) else None
 
 
 class PeerServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -94,15 +70,15 @@ class PeerServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         try:
-            request = json.loads(self.rfile.readline())
+            request = events.loads_strict(self.rfile.readline())
             sink = self.server.sink
             if request.get("op") == "flush":
                 answer: dict[str, Any] = {"remaining": sink.flush(float(request["timeout"]))}
             else:
-                answer = sink.status()
-        except (ValueError, KeyError, TypeError) as exc:
+                answer = sink.status().to_json()
+        except (events.InvalidJson, AttributeError, KeyError, TypeError, ValueError) as exc:
             answer = {"error": str(exc)}
-        self.wfile.write(json.dumps(answer, default=str).encode() + b"\n")
+        self.wfile.write(jsontext.dumps(answer) + b"\n")
 
 
 class WorkerGroupSink:
@@ -138,12 +114,14 @@ class WorkerGroupSink:
                  durable: bool = False) -> str:
         return self.own.emit_all(pairs, durable)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> ProducerStatus:
         with ThreadPoolExecutor(max_workers=max(1, len(self.peers))) as pool:
             answers = {i: pool.submit(ask, path, {"op": "status"}, TIMEOUT)
                        for i, path in self.peers.items()}
             own = self.own.status()
-            return merge_status(own, {i: a.result() for i, a in answers.items()}, self.index)
+            others = {i: None if a.result() is None else ProducerStatus.from_json(a.result())
+                      for i, a in answers.items()}
+        return ProducerStatus.merge(own, others, self.index)
 
     def flush(self, timeout: float) -> int:
         """Every worker flushes at the same time; what none of them delivered, summed."""

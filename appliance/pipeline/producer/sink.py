@@ -37,6 +37,7 @@ from appliance.pipeline.producer.spool import (
     SpoolWriter,
 )
 from appliance.schema import events
+from appliance.schema.producer_status import ProducerStatus
 
 log = logging.getLogger("appliance.producer")
 STATS_INTERVAL_MS = 5000  # librdkafka statistics: how the embedded broker's batches are counted
@@ -65,6 +66,10 @@ class Stats:
             self.values[outcome] += len(kinds)
             for kind in kinds:
                 self._by_type[kind, outcome] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.values)
 
     def take_by_type(self) -> collections.Counter:
         with self._lock:
@@ -200,27 +205,18 @@ class KafkaEventSink:
         unsent = max(0, self.spool.last_id - self.relay.cursor + 1)
         return self.writer.pending + unsent + self.tracker.in_flight
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> ProducerStatus:
         watch = self.watch
-        return {
-            "brokers": self.settings.kafka_bootstrap,
-            "topic": self.settings.kafka_topic_events,
-            "partitions": watch.partitions,
-            "connected": watch.kafka_up,
-            "state": "UP" if watch.kafka_up else "DOWN",
-            "paused": watch.paused,
-            "state_since": watch.state_since,
-            "in_queue": len(self.handle.producer),
-            **self.stats.values,
-            "release": "committed" if self.tracker.until_committed else "acknowledged",
-            "in_flight": self.tracker.in_flight,
-            "unconfirmed": self.tracker.unconfirmed,
-            "confirmed": self.tracker.confirmed_total,
-            "broker_batches": self.relay.batches,
-            "spool_depth": self.spool.depth + self.writer.pending,
-            "spool_error": self.writer.last_error,
-            "spool_bytes": self.spool.bytes,
-            "dropped": self.spool.dropped,
-            "last_error": watch.last_error,
-            "last_error_at": watch.last_error_at,
-        }
+        return ProducerStatus(
+            brokers=self.settings.kafka_bootstrap, topic=self.settings.kafka_topic_events,
+            partitions=watch.partitions, connected=watch.kafka_up,
+            state="UP" if watch.kafka_up else "DOWN", paused=watch.paused,
+            state_since=watch.state_since, in_queue=len(self.handle.producer),
+            **self.stats.snapshot(),
+            release="committed" if self.tracker.until_committed else "acknowledged",
+            in_flight=self.tracker.in_flight, unconfirmed=self.tracker.unconfirmed,
+            confirmed=self.tracker.confirmed_total, broker_batches=self.relay.batches,
+            spool_depth=self.spool.depth + self.writer.pending,
+            spool_error=self.writer.last_error, spool_bytes=self.spool.bytes,
+            dropped=self.spool.dropped, last_error=watch.last_error,
+            last_error_at=watch.last_error_at)

@@ -69,8 +69,8 @@ def add_kafka_routes(app: bottle.Bottle, services: Services) -> None:
     @app.get("/kafka/status")
     def status():
         require_kafka()
-        body = sink.status()
-        return json_response(200 if body["connected"] else 503, body)
+        state = sink.status()
+        return json_response(200 if state.connected else 503, state.to_json())
 
     @app.post("/kafka/flush")
     @protected
@@ -78,6 +78,6 @@ def add_kafka_routes(app: bottle.Bottle, services: Services) -> None:
         timeout = parse_timeout(bottle.request.query.get("timeout"))
         require_kafka()
         if not sink.kafka_up:
-            raise HttpError(503, "Kafka is not reachable", {"remaining": sink.status()["in_queue"]})
+            raise HttpError(503, "Kafka is not reachable", {"remaining": sink.status().in_queue})
         remaining = sink.flush(timeout)
         return json_response(200, {"remaining": remaining, "flushed": remaining == 0})
