@@ -13,7 +13,6 @@ import csv
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from typing import IO, Any, Iterator
 
 from appliance.core.config import Settings
@@ -21,7 +20,7 @@ from appliance.core.database import ERRORS as DB_ERRORS
 from appliance.core.database import exists, open_database
 from appliance.core.database_url import describe_error
 from appliance.core.timefmt import iso
-from appliance.schema import audit_db, audit_read, events
+from appliance.schema import audit_db, audit_read, vocabulary
 from appliance.schema.audit_read import Search
 
 CSV_COLUMNS = ("event_type", "event_id", "occurred_at", "persisted_at", "request_id", "trace_id",
@@ -45,27 +44,21 @@ def add_arguments(command: argparse.ArgumentParser) -> None:
 
 def instant(raw: str) -> str:
     try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return iso(vocabulary.parse_instant(raw))
     except ValueError:
-        raise argparse.ArgumentTypeError("an ISO-8601 time, e.g. 2026-01-31T12:00:00Z") from None
-    return iso(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+        raise argparse.ArgumentTypeError(vocabulary.INSTANT_EXPECTED) from None
 
 
 def event_type(raw: str) -> str:
-    if raw in (*audit_db.EVENT_TYPES, "dead_letter") or events.is_event_type(raw):
-        return raw
-    raise argparse.ArgumentTypeError("http_request, http_response, error, custom, dead_letter "
-                                     "or a custom event type of [a-z0-9_.-]")
+    try:
+        audit_read.tables_for(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return raw
 
 
 def search_for(args: argparse.Namespace) -> Search:
-    tables, custom = audit_read.TABLES[:4], None
-    if args.event_type == "dead_letter":
-        tables = (audit_db.DeadLetter,)
-    elif args.event_type in audit_db.EVENT_TYPES:
-        tables = (audit_db.EVENT_TYPES[args.event_type],)
-    elif args.event_type:
-        tables, custom = (audit_db.CustomEvent,), args.event_type
+    tables, custom = audit_read.tables_for(args.event_type)
     return Search(tables=tables, custom_type=custom, since=args.since, before=args.until,
                   ascending=True)
 
@@ -107,7 +100,7 @@ def write(rows: Iterator[dict[str, Any]], output: IO[str], form: str, progress) 
         if writer:
             writer.writerow({k: json.dumps(v) if k == "payload" else v for k, v in row.items()})
         else:
-            output.write(json.dumps(row, separators=(",", ":"), ensure_ascii=False) + "\n")
+            output.write(audit_read.jsonl_line(row).decode())
         written += 1
         if progress:
             progress.show(written)

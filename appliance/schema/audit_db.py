@@ -22,6 +22,8 @@ import ipaddress
 
 import peewee
 
+from appliance.schema import vocabulary
+
 SCHEMA_VERSION = 3
 database = peewee.DatabaseProxy()
 
@@ -147,8 +149,8 @@ ALL_MODELS = (*EVENT_MODELS, DeadLetter)
 TIME_FIELD = {model: model.occurred_at for model in EVENT_MODELS} | {DeadLetter: DeadLetter.received_at}
 
 
-EVENT_TYPES = {"http_request": HttpRequest, "http_response": HttpResponse, "error": ErrorEvent,
-               "custom": CustomEvent}  # the ``type`` of /events, per table
+EVENT_TYPES = {vocabulary.HTTP_REQUEST: HttpRequest, vocabulary.HTTP_RESPONSE: HttpResponse,
+               vocabulary.ERROR: ErrorEvent, vocabulary.CUSTOM: CustomEvent}  # /events?type=, per table
 
 
 def table_name(model: type[BaseModel]) -> str:

@@ -23,17 +23,37 @@ from typing import Any, Iterator
 
 import peewee
 
-from appliance.schema import audit_db
+from appliance.core import jsontext
+from appliance.schema import audit_db, vocabulary
 
 TABLES = (audit_db.HttpRequest, audit_db.HttpResponse, audit_db.ErrorEvent, audit_db.CustomEvent,
           audit_db.DeadLetter)  # the rank of each in the ordering key
 TYPE_NAMES = {model: name for name, model in audit_db.EVENT_TYPES.items()} | {
-    audit_db.DeadLetter: "dead_letter"}
+    audit_db.DeadLetter: vocabulary.DEAD_LETTER}
 IP_TABLES = (audit_db.HttpRequest, audit_db.HttpResponse)
 HTTP_TABLES = (*IP_TABLES, audit_db.ErrorEvent)
 STATUS_TABLES = (audit_db.HttpResponse, audit_db.ErrorEvent)
 EVENT_TABLES = audit_db.EVENT_MODELS
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def tables_for(event_type: str | None) -> tuple[tuple[type, ...], str | None]:
+    """The tables a ``type`` filter reads, and the custom event type to match (None: any);
+    ValueError (saying what is expected) for a type that is none of them."""
+    if event_type is None:
+        return TABLES[:4], None
+    if event_type in audit_db.EVENT_TYPES:
+        return (audit_db.EVENT_TYPES[event_type],), None
+    if event_type == vocabulary.DEAD_LETTER:
+        return (audit_db.DeadLetter,), None
+    if vocabulary.EVENT_TYPE.matches(event_type):
+        return (audit_db.CustomEvent,), event_type
+    raise ValueError(vocabulary.TYPE_FILTER_EXPECTED)
+
+
+def jsonl_line(event: dict[str, Any]) -> bytes:
+    """One event of an export: its JSON object on a line of its own."""
+    return jsontext.dumps(event) + b"\n"
 
 
 class BadCursor(ValueError):
@@ -238,8 +258,8 @@ def iterate(search: Search, chunk: int = 1000) -> Iterator[dict[str, Any]]:
 
 
 def encode_cursor(search: Search, key: tuple) -> str:
-    text = json.dumps([1, search.digest(), *key], separators=(",", ":"))
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    text = jsontext.dumps([1, search.digest(), *key])
+    return base64.urlsafe_b64encode(text).decode().rstrip("=")
 
 
 def decode_cursor(search: Search, cursor: str) -> tuple[str, int, int]:
@@ -262,7 +282,7 @@ def as_event(model, row: peewee.Model) -> dict[str, Any]:
             if name not in ("id", "user_ip_key")}
     if model is audit_db.DeadLetter:
         data["raw"] = bytes(data["raw"])[:2048].decode("utf-8", "replace")
-        return {"event_type": "dead_letter", "occurred_at": data["received_at"], **data}
+        return {"event_type": vocabulary.DEAD_LETTER, "occurred_at": data["received_at"], **data}
     if model is audit_db.CustomEvent:
         data["payload"] = json.loads(data["payload"])
         return data
@@ -307,7 +327,7 @@ def counts_by_type(since: str, until: str) -> dict[str, Any]:
                               .group_by(custom.event_type).tuples()):
         by_type[event_type] = count
     letters = audit_db.DeadLetter
-    by_type["dead_letter"] = letters.select().where(
+    by_type[vocabulary.DEAD_LETTER] = letters.select().where(
         (letters.received_at >= since) & (letters.received_at < until)).count()
     return {"total": sum(by_type.values()), "by_type": by_type}
 

@@ -23,17 +23,16 @@ import orjson
 from appliance.core import jsontext
 from appliance.core.ids import new_id
 from appliance.core.timefmt import utc_now_iso
+from appliance.schema.vocabulary import CUSTOM, EVENT_TYPE
+# The event types and text limits, defined in the vocabulary, also read as part of the schema.
+from appliance.schema.vocabulary import ERROR as ERROR
+from appliance.schema.vocabulary import HTTP_REQUEST as HTTP_REQUEST
+from appliance.schema.vocabulary import HTTP_RESPONSE as HTTP_RESPONSE
+from appliance.schema.vocabulary import RESERVED_TYPES as RESERVED_TYPES
+from appliance.schema.vocabulary import TEXT_LIMITS as TEXT_LIMITS
 
 SCHEMA_VERSION = 1
-HTTP_REQUEST, HTTP_RESPONSE, ERROR = "http_request", "http_response", "error"
-RESERVED_TYPES = frozenset({HTTP_REQUEST, HTTP_RESPONSE, ERROR})
-EVENT_TYPE_RE = re.compile(r"[a-z0-9_.-]{1,64}")  # fullmatch: "$" would let "a\n" through
 MAX_DEPTH = 32  # nesting of JSON the appliance accepts, at the API and on the topic
-# The longest text of each payload field, in characters: the API cuts what it puts in an event
-# to these (clip), the consumer refuses longer ones (another producer's) as dead letters.
-TEXT_LIMITS = {"method": 16, "route": 255, "path": 8192, "query": 8192, "user_ip": 64,
-               "proxy_chain": 8192, "user_agent": 2048, "hostname": 255, "error": 255,
-               "message": 8192}
 
 
 def clip(text: str, name: str) -> str:
@@ -102,12 +101,12 @@ def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
 
 
 def is_event_type(text: Any) -> bool:
-    return isinstance(text, str) and EVENT_TYPE_RE.fullmatch(text) is not None
+    return EVENT_TYPE.matches(text)
 
 
 def type_label(event_type: str) -> str:
     """Custom event types are the caller's: one metric label for all of them."""
-    return event_type if event_type in RESERVED_TYPES else "custom"
+    return event_type if event_type in RESERVED_TYPES else CUSTOM
 
 
 def make_event(event_type: str, request_id: str, hostname: str, payload: dict[str, Any],

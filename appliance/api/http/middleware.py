@@ -18,9 +18,10 @@ from appliance.api.http.lifecycle import Lifecycle
 from appliance.api.http.sink import EventSink
 from appliance.core import logs, tracing
 from appliance.core.config import Settings
-from appliance.core.ids import new_id, sane_request_id
+from appliance.core.ids import new_id
 from appliance.core.metrics import M
 from appliance.schema import events
+from appliance.schema.vocabulary import REQUEST_ID
 
 access_log = logging.getLogger("appliance.access")
 UNMATCHED_ROUTE = "unmatched"  # one label for every unknown path: bounded cardinality
@@ -51,7 +52,8 @@ class AuditMiddleware:
 
     def _handle(self, environ: dict, start_response: StartResponse, span) -> Iterable[bytes]:
         started = time.perf_counter()
-        request_id = sane_request_id(environ.get("HTTP_X_REQUEST_ID")) or new_id()
+        offered = environ.get("HTTP_X_REQUEST_ID")
+        request_id = offered if REQUEST_ID.matches(offered) else new_id()
         client = self.resolve_client(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR"))
         environ["sts.request_id"] = request_id
         environ["sts.client"] = client

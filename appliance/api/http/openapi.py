@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from appliance.api.http.queries import MAX_LIMIT, ORDERS, ROUTE_LIMIT
 from appliance.schema import producer_status
+from appliance.schema.vocabulary import (
+    CURSOR,
+    EVENT_TYPE,
+    METHOD,
+    REQUEST_ID,
+    STATUS_FILTER,
+    STORED_INSTANT,
+    TEXT_LIMITS,
+    TRACE_ID,
+)
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
@@ -28,27 +39,29 @@ OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # no leading zeros: no
 IPV4_CIDR = rf"^({OCTET}\.){{3}}{OCTET}(/(3[0-2]|[12]?[0-9]))?$"
 IPV6_CIDR = r"^([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?$"
 SEARCH_PARAMETERS = [
-    _query("type", {"type": "string", "pattern": "^[a-z0-9_.-]{1,64}$"},
+    _query("type", EVENT_TYPE.schema(),
            "http_request, http_response, error, custom, dead_letter, or a custom event type"),
     _query("before", {"type": "string", "format": "date-time"}),
     _query("after", {"type": "string", "format": "date-time"}),
     _query("user_ip", {"anyOf": [{"type": "string", "pattern": IPV4_CIDR},
                                  {"type": "string", "pattern": IPV6_CIDR}]},
            "an address, or a network (CIDR); IPv6 also in its short forms (2001:db8::/32)"),
-    _query("path", {"type": "string", "pattern": "^/", "maxLength": 8192}, "a path prefix"),
-    _query("route", {"type": "string", "minLength": 1, "maxLength": 255}, "a route template"),
-    _query("method", {"type": "string", "pattern": "^[A-Za-z]{1,16}$"}),
-    _query("status", {"type": "string", "pattern": "^[1-5]([0-9][0-9]|xx)$"},
+    _query("path", {"type": "string", "pattern": "^/", "maxLength": TEXT_LIMITS["path"]},
+           "a path prefix"),
+    _query("route", {"type": "string", "minLength": 1, "maxLength": ROUTE_LIMIT},
+           "a route template"),
+    _query("method", METHOD.schema()),
+    _query("status", {"type": "string", "pattern": f"^{STATUS_FILTER.pattern}$"},
            "a code (404) or a class (5xx)"),
-    _query("request_id", {"type": "string", "pattern": "^[A-Za-z0-9._:@/+=-]{1,128}$"}),
-    _query("trace_id", {"type": "string", "pattern": "^[0-9a-f]{32}$"}),
+    _query("request_id", REQUEST_ID.schema()),
+    _query("trace_id", TRACE_ID.schema()),
 ]
-LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50})
-ORDER = _query("order", {"type": "string", "enum": ["occurred", "persisted"]},
+LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50})
+ORDER = _query("order", {"type": "string", "enum": list(ORDERS)},
                "occurred (default): by when the request happened; persisted: by when the row "
                "was written, so events delivered late still show up among the newest")
-CURSOR = _query("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,512}$"},
-                "the next of the previous page, with the same filters")
+CURSOR_PARAMETER = _query("cursor", {"type": "string", "pattern": f"^{CURSOR.pattern}$"},
+                          "the next of the previous page; only valid with the same filters")
 
 
 STRING = {"type": "string"}
@@ -67,8 +80,7 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "message": {"type": "string", "enum": ["Hello, Kafka is UP", "Hello, Kafka is NOT UP"]},
-            "timestamp": {"type": "string",
-                          "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"},
+            "timestamp": {"type": "string", "pattern": f"^{STORED_INSTANT.pattern}$"},
             "user_ip": STRING,
             "proxy_chain": STRING,
             "hostname": STRING,
@@ -85,7 +97,7 @@ SCHEMAS.update({
         "required": ["event_type"],
         "additionalProperties": False,
         "properties": {
-            "event_type": {"type": "string", "pattern": "^[a-z0-9_.-]{1,64}$",
+            "event_type": {**EVENT_TYPE.schema(),
                            "description": "not http_request, http_response or error (reserved)"},
             "payload": {"type": "object"},
         },
@@ -193,7 +205,7 @@ PATHS: dict[str, Any] = {
     "/events": {"get": {
         "summary": "Persisted events, newest first, filtered and paged by cursor",
         "security": BEARER,
-        "parameters": [*SEARCH_PARAMETERS, LIMIT, ORDER, CURSOR],
+        "parameters": [*SEARCH_PARAMETERS, LIMIT, ORDER, CURSOR_PARAMETER],
         "responses": {
             "200": _json({"type": "object", "required": ["events", "count", "limit", "next"],
                           "properties": {"events": {"type": "array", "items": {"type": "object"}},

@@ -12,21 +12,17 @@ Pure functions (no I/O), so the rules are tested without a broker; the writer st
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from appliance.core import jsontext
 from appliance.core.timefmt import ISO_WIDTH, iso
 from appliance.schema import audit_db, events
+from appliance.schema.vocabulary import EVENT_ID, EVENT_INSTANT, REQUEST_ID, TRACE_ID, Word
 
-EVENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # our ids are UUIDs; longer ones are refused
-REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # what the API accepts as X-Request-ID
-TRACE_ID_RE = re.compile(r"[0-9a-f]{32}")
-OCCURRED_AT_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 FUTURE_SLACK = timedelta(days=1)  # clocks of N appliances differ; a day ahead is not a clock
 TEXT_LIMITS = events.TEXT_LIMITS
 OPTIONAL_TEXT = ("query", "proxy_chain", "user_agent")  # "" when absent
@@ -70,11 +66,11 @@ def utf8(value: str, name: str) -> None:
         raise InvalidEvent(f"field {name} is not valid UTF-8 text") from None
 
 
-def matching(mapping: dict, name: str, pattern: re.Pattern) -> str:
+def matching(mapping: dict, name: str, word: Word) -> str:
     value = mapping.get(name)
-    if not isinstance(value, str) or not pattern.fullmatch(value):
+    if not word.matches(value):
         shown = repr(value)[:80]
-        raise InvalidEvent(f"field {name} missing or not of the form {pattern.pattern}: {shown}")
+        raise InvalidEvent(f"field {name} missing or not of the form {word.pattern}: {shown}")
     return value
 
 
@@ -100,7 +96,7 @@ def number(mapping: dict, name: str, low: float, high: float, where: str = "payl
 
 def occurred_at(event: dict) -> str:
     raw = event.get("occurred_at")
-    if not isinstance(raw, str) or not OCCURRED_AT_RE.fullmatch(raw):
+    if not isinstance(raw, str) or not EVENT_INSTANT.fullmatch(raw):
         raise InvalidEvent(f"field occurred_at is not an ISO-8601 UTC time like "
                            f"2026-01-31T12:00:00.000000Z: {repr(raw)[:80]}")
     try:
@@ -139,9 +135,9 @@ def parse_event(raw: bytes | None) -> dict[str, Any]:
 def common(event: dict[str, Any], persisted_at: str) -> dict[str, Any]:
     trace_id = event.get("trace_id")
     if trace_id is not None:
-        matching(event, "trace_id", TRACE_ID_RE)
-    return {"event_id": matching(event, "event_id", EVENT_ID_RE),
-            "request_id": matching(event, "request_id", REQUEST_ID_RE),
+        matching(event, "trace_id", TRACE_ID)
+    return {"event_id": matching(event, "event_id", EVENT_ID),
+            "request_id": matching(event, "request_id", REQUEST_ID),
             "occurred_at": occurred_at(event), "trace_id": trace_id,
             "hostname": text(event, "hostname", required=False), "persisted_at": persisted_at}
 
@@ -168,8 +164,10 @@ def to_row(event: dict[str, Any], persisted_at: str) -> tuple[type, dict[str, An
             **row, **{n: text(payload, n, "payload.") for n in ("method", "route", "path", "error")},
             "status": integer(payload, "status", 100, 599),
             "message": text(payload, "message", "payload.", required=False)}
-    encoded = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    utf8(encoded, "payload")
+    try:
+        encoded = jsontext.dumps(payload).decode()
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 column can hold it
+        raise InvalidEvent("field payload is not valid UTF-8 text") from None
     return audit_db.CustomEvent, {**row, "event_type": kind, "payload": encoded}
 
 

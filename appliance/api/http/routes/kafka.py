@@ -11,7 +11,7 @@ from appliance.api.http.errors import HttpError
 from appliance.api.http.jsonio import json_response, read_json_object
 from appliance.api.http.services import Services
 from appliance.core import tracing
-from appliance.schema import events
+from appliance.schema import events, vocabulary
 
 FLUSH_MAX_TIMEOUT = 30.0  # seconds: a flush request never holds a worker thread longer
 NOT_CONFIGURED = "Kafka is not configured (set KAFKA_BROKERS)"
@@ -23,7 +23,7 @@ def validate_publish(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         raise HttpError(400, f"unknown field(s): {', '.join(unknown)}")
     event_type = body.get("event_type")
     if not events.is_event_type(event_type):
-        raise HttpError(400, "event_type must be 1-64 characters of [a-z0-9_.-]")
+        raise HttpError(400, f"event_type must be {vocabulary.EVENT_TYPE.expected}")
     if event_type in events.RESERVED_TYPES:
         raise HttpError(400, f"event_type '{event_type}' is reserved for the appliance")
     payload = body.get("payload", {})

@@ -15,7 +15,7 @@ import peewee
 
 from appliance.api.http.errors import HttpError
 from appliance.api.http.jsonio import json_response
-from appliance.api.http.routes.events import parse_time
+from appliance.api.http.queries import parse_time, refuse_unknown
 from appliance.api.http.services import Services
 from appliance.core import diskspace, sqlite
 from appliance.core.timefmt import age_s, iso, utc_now_iso
@@ -108,9 +108,7 @@ def add_status_routes(app: bottle.Bottle, services: Services) -> None:
     @app.get("/status")
     def status():
         query = bottle.request.query
-        unknown = sorted(set(query) - {"history", "since"})
-        if unknown:
-            raise HttpError(400, f"unknown parameter(s): {', '.join(unknown)}")
+        refuse_unknown(query, {"history", "since"})
         minutes = parse_history(query.get("history"))
         since = parse_time("since", query.get("since"))
         try:
