@@ -27,7 +27,7 @@ import time
 
 import common
 
-from appliance.core import logs, metrics
+from appliance.core import logs, metrics, sensors
 from appliance.core.config import Settings
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -124,7 +124,8 @@ def main() -> int:
           f"{common.machine()}", flush=True)
     with common.session(args.keep) as (tmp, stack):
         broker = common.start_broker(stack, tmp)
-        metrics.init(tmp / "metrics", "api", "bench")
+        if metrics.init(tmp / "metrics"):
+            sensors.start("api", "bench")
         log_file = open(tmp / "access.log", "w")  # one JSON log for the process, as in the API
         stack.callback(log_file.close)
         stack.callback(logs.flush)

@@ -7,7 +7,7 @@ import collections
 from types import SimpleNamespace
 
 from appliance.core.config import Settings
-from appliance.core.metrics import M
+from appliance.core import sensors
 from appliance.pipeline.producer.delivery import DeliveryTracker
 from appliance.pipeline.producer.relay import WINDOW, Relay
 from appliance.pipeline.producer.sink import Stats
@@ -242,7 +242,7 @@ class CountingMetric:
 
 def test_events_handed_over_reach_the_metric_by_type_at_the_next_turn(tmp_path, monkeypatch):
     metric = CountingMetric()
-    monkeypatch.setattr(M, "produced", metric)
+    monkeypatch.setattr(sensors.SERIES, "produced", metric)
     relay, _, _, _, _ = relay_on(tmp_path, until_committed=False)
     relay.stats.add_events("spooled", ["http_request", "http_request", "custom"])
     assert relay.stats.values["spooled"] == 3 and not metric.totals  # /kafka/status at once

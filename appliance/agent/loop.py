@@ -16,9 +16,8 @@ from appliance.agent import probes, status_writer
 from appliance.agent.probes import Result
 from appliance.agent.processes import ProcessProbe
 from appliance.agent.recycler import BrokerRecycler
-from appliance.core import metrics
+from appliance.core import sensors
 from appliance.core.config import Settings
-from appliance.core.metrics import M
 from appliance.core.version import __version__
 from appliance.schema.consumer_report import ConsumerReport
 from appliance.schema.producer_status import ProducerStatus
@@ -64,7 +63,7 @@ class Agent:
         self.processes.broker_extra = {"recycles": self.recycler.recycles,
                                        "last_recycle_reason": self.recycler.last_reason}
         results.update(safely_many("process", self.processes))
-        publish_metrics(results)
+        sensors.on_probe_round(results)
         try:
             status_writer.record(results, datetime.now(timezone.utc),
                                  self.settings.status_interval, __version__)
@@ -106,15 +105,3 @@ def safely_many(prefix: str, probe: Callable[[], dict[str, Result]]) -> dict[str
         return probe()
     except Exception as exc:
         return {prefix: ("DOWN", f"probe failed: {exc}", {})}
-
-
-def publish_metrics(results: dict[str, Result]) -> None:
-    for name, (state, _, data) in results.items():
-        value = metrics.component_value(state)
-        if value is not None:  # DISABLED components get no series
-            M.component_up.labels(component=name).set(value)
-        if name == "kafka":
-            for partition, lag in data.get("lag", {}).items():
-                M.consumer_lag.labels(partition=partition).set(lag)
-        if name == "process.broker" and "rss_mb" in data:
-            M.broker_rss.set(data["rss_mb"] * 1024 * 1024)

@@ -22,9 +22,8 @@ import threading
 import time
 
 from appliance.agent import probes
-from appliance.core import supervisor
+from appliance.core import sensors, supervisor
 from appliance.core.config import Settings
-from appliance.core.metrics import M
 from appliance.schema.consumer_report import ConsumerReport
 from appliance.schema.producer_status import ProducerStatus
 from appliance.schema.pause import PauseFlag
@@ -88,7 +87,7 @@ class BrokerRecycler:
                 return  # the agent is stopping (the appliance, probably): leave the broker be
             self._restart_broker()
             self.recycles += 1
-            M.broker_recycles.labels(reason=reason).inc()
+            sensors.on_broker_recycled(reason)
             log.warning("embedded broker recycled", extra={
                 "reason": reason, "recycles": self.recycles, "drained": drained,
                 "note": None if drained else "unconfirmed events stay in the API's spool and "

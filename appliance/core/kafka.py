@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from appliance.core.config import Settings
 from appliance.core.logs import RateLimitFilter
-from appliance.core.metrics import M
+from appliance.core import sensors
 from appliance.core.process import StartupError
 
 log = logging.getLogger("appliance.kafka")
@@ -98,5 +98,5 @@ def client_logger(name: str) -> logging.Logger:
     down."""
     logger = logging.getLogger(name)
     if not any(isinstance(f, RateLimitFilter) for f in logger.filters):
-        logger.addFilter(RateLimitFilter(30.0, on_suppress=lambda: M.librdkafka_log_suppressed.inc()))
+        logger.addFilter(RateLimitFilter(30.0, on_suppress=sensors.on_librdkafka_line_suppressed))
     return logger

@@ -135,11 +135,6 @@ def configure(level: str, stream=None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     _handler = handler
-    # Waitress warns "Task queue depth is N" for every request that waits for a free thread:
-    # under saturation that is one line per request. Keep the signal, not the flood.
-    queue_logger = logging.getLogger("waitress.queue")
-    if not queue_logger.filters:
-        queue_logger.addFilter(RateLimitFilter(interval=30.0))
 
 
 def flush() -> None:

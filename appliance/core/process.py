@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Callable
 
-from appliance.core import logs, metrics, tracing
+from appliance.core import logs, metrics, sensors, tracing
 from appliance.core.config import Settings
 from appliance.core.version import __version__
 
@@ -54,7 +54,8 @@ def run(settings: Settings, name: str, body: Callable[[Runtime], int],
         pod_ip: str | None = None) -> int:
     """Set the program up, run ``body`` until it returns its exit code, tear down."""
     logs.configure(settings.log_level)
-    metrics.init(settings.metrics_dir, name, __version__)
+    if metrics.init(settings.metrics_dir):
+        sensors.start(name, __version__)
     tracing.init(settings, name, pod_ip)
     runtime = Runtime(settings, name)
     runtime.install_signal_handlers()

@@ -16,10 +16,9 @@ from appliance.api.http.host import HostInfo
 from appliance.api.http.errors import error_response
 from appliance.api.http.lifecycle import Lifecycle
 from appliance.api.http.sink import EventSink
-from appliance.core import logs, tracing
+from appliance.core import logs, sensors, tracing
 from appliance.core.config import Settings
 from appliance.core.ids import new_id
-from appliance.core.metrics import M
 from appliance.schema import events
 from appliance.schema.vocabulary import REQUEST_ID
 
@@ -116,8 +115,7 @@ class AuditMiddleware:
             fields["trace_id"] = trace_id
         logs.write(access_log, logging.INFO, "request", fields)
         label = method if method in KNOWN_METHODS else "other"
-        M.http_requests.labels(label, route, STATUS_TEXT.get(status) or str(status)).inc()
-        M.http_duration.labels(label, route).observe(duration_ms / 1000)
+        sensors.on_request(label, route, STATUS_TEXT.get(status) or str(status), duration_ms / 1000)
         if self.sink.enabled and path not in self.settings.events_exclude_paths:
             common = {
                 "method": wsgi_text(method, "method"), "route": route, "path": wsgi_text(path, "path"),

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from appliance.api.http.errors import raw_response
 from appliance.core.ids import new_id
 from appliance.core.logs import RateLimitFilter
-from appliance.core.metrics import M
+from appliance.core import sensors
 from appliance.core.process import StartupError
 
 log = logging.getLogger("appliance.server.guards")
@@ -61,7 +61,7 @@ def close_slow_clients(channels, timeout: float) -> int:
         channel.close_when_flushed = True
         closed += 1
     if closed:
-        M.header_timeouts.inc(closed)
+        sensors.on_header_timeouts(closed)
         log.warning("closed connections whose request headers were too slow",
                     extra={"connections": closed, "timeout_s": timeout})
     return closed
@@ -84,7 +84,7 @@ class AcceptGuard:
                 raise
             self.server.accepting = False
             self.resume_at = time.monotonic() + ACCEPT_PAUSE
-            M.accept_errors.inc()
+            sensors.on_accept_error()
             log.warning("out of file descriptors: not accepting for a moment",
                         extra={"error": str(exc), "pause_s": ACCEPT_PAUSE})
             return None

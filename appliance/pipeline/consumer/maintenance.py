@@ -24,7 +24,7 @@ import peewee
 
 from appliance.core.config import Settings
 from appliance.core.database import is_postgres
-from appliance.core.metrics import M
+from appliance.core import sensors
 from appliance.core.timefmt import iso
 from appliance.pipeline.consumer.store import Store
 from appliance.schema import audit_db
@@ -44,8 +44,7 @@ class Maintenance:
         self.oldest_event_at: str | None = None
         self.size_mb: float | None = None
         self._next_at = 0.0
-        for model in audit_db.ALL_MODELS:  # export 0, not "absent", before the first prune
-            M.pruned.labels(table=audit_db.table_name(model))
+        sensors.on_retention_tables(audit_db.table_name(model) for model in audit_db.ALL_MODELS)
 
     def due(self) -> bool:
         return self.clock() >= self._next_at
@@ -62,7 +61,7 @@ class Maintenance:
                 or self._prune_by_size(db) or self._vacuum(db))
         self._measure(db)
         self._next_at = self.clock() + (0.0 if done else STEP_EVERY)
-        M.maintenance_step.observe(time.perf_counter() - started)
+        sensors.on_maintenance_step(time.perf_counter() - started)
         return done
 
     def _prune_by_age(self, now: datetime) -> int:
@@ -106,7 +105,7 @@ class Maintenance:
         if deleted:
             name = audit_db.table_name(model)
             self.pruned[name] = self.pruned.get(name, 0) + deleted
-            M.pruned.labels(table=name).inc(deleted)
+            sensors.on_rows_pruned(name, deleted)
         return deleted
 
     def _backfill(self, db: peewee.Database) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from appliance.core.metrics import M
+from appliance.core import sensors
 
 log = logging.getLogger("appliance.consumer")
 STALL_AFTER = 10.0  # seconds without progress while events wait: stalled
@@ -44,7 +44,7 @@ class ProgressWatchdog:
         if self.stalled_since is None:
             self.stalled_since = now
             self.stalls += 1
-            M.consumer_stalls.inc()
+            sensors.on_consumer_stalled()
             log.warning("consumer stalled: no progress while events wait",
                         extra={"lag": lag, "no_progress_s": round(now - self._progress_at, 1)})
 

@@ -23,7 +23,7 @@ from appliance.core import tracing
 from appliance.core.config import Settings
 from appliance.core.database import ERRORS as DB_ERRORS
 from appliance.core.database_url import describe_error
-from appliance.core.metrics import M
+from appliance.core import sensors
 from appliance.core.timefmt import utc_now_iso
 from appliance.pipeline.consumer import persist
 from appliance.pipeline.consumer.store import Store, insert_ignore
@@ -47,8 +47,7 @@ class BatchWriter:
         self.db_errors = 0
         self.last_db_error: str | None = None
         self.last_persisted_at: str | None = None
-        for model in audit_db.EVENT_MODELS:  # export 0, not "absent", before the first row
-            M.persisted.labels(table=audit_db.table_name(model))
+        sensors.on_event_tables(audit_db.table_name(model) for model in audit_db.EVENT_MODELS)
 
     def open_until_ready(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -77,10 +76,10 @@ class BatchWriter:
             self.store.close()
             return False
         self.last_db_error, self.last_persisted_at = None, utc_now_iso()
-        M.batch_duration.observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
         if tracing.enabled():
             self._trace(messages, started_ns)
-        self._count(batch)
+        self._count(batch, seconds)
         return True
 
     def _insert(self, batch: persist.Batch) -> None:
@@ -111,17 +110,16 @@ class BatchWriter:
 
     def failed(self, exc: Exception) -> None:
         self.db_errors += 1
-        M.db_errors.inc()
+        sensors.on_database_error()
         self.last_db_error = describe_error(exc, self.settings.database_url)
 
-    def _count(self, batch: persist.Batch) -> None:
-        for model, rows in batch.rows.items():
-            name = audit_db.table_name(model)
-            self.persisted[name] = self.persisted.get(name, 0) + len(rows)
-            M.persisted.labels(table=name).inc(len(rows))
+    def _count(self, batch: persist.Batch, seconds: float) -> None:
+        rows = {audit_db.table_name(model): len(found) for model, found in batch.rows.items()}
+        for name, count in rows.items():
+            self.persisted[name] = self.persisted.get(name, 0) + count
+        sensors.on_batch_persisted(rows, len(batch.dead_letters), seconds)
         if batch.dead_letters:
             self.dead_letters += len(batch.dead_letters)
-            M.dead_letters.inc(len(batch.dead_letters))
             log.warning("dead letters stored", extra={"count": len(batch.dead_letters),
                                                       "first_error": batch.dead_letters[0]["error"]})
 

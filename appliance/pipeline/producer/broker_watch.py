@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from appliance.core.config import Settings
 from appliance.core.kafka import base_config, ensure_topic, topic_id
-from appliance.core.metrics import M
+from appliance.core import sensors
 from appliance.core.timefmt import utc_now_iso
 from appliance.schema.pause import PauseFlag
 
@@ -157,7 +157,7 @@ class BrokerWatch:
         self.topic_id = current or self.topic_id
 
     def _set_up(self, up: bool) -> None:
-        M.kafka_up.set(1 if up else 0)
+        sensors.on_kafka_state(up)
         if up != self.kafka_up:
             self.kafka_up = up
             self.state_since = utc_now_iso()

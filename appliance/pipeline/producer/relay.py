@@ -22,7 +22,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from appliance.core.config import Settings
 from appliance.core.kafka import CommittedOffsets
-from appliance.core.metrics import M
+from appliance.core import sensors
 from appliance.pipeline.producer.broker_watch import BrokerWatch, ProducerHandle
 from appliance.pipeline.producer.confirmer import Confirmer
 from appliance.pipeline.producer.delivery import DeliveryTracker
@@ -158,9 +158,8 @@ class Relay:
         reported, self._reported = self._reported, collections.Counter()
         for (kind, result), count in reported.items():
             self.stats.add(result, count)
-            M.produced.labels(kind, result).inc(count)
-        for (kind, outcome), count in self.stats.take_by_type().items():  # handed over
-            M.produced.labels(kind, outcome).inc(count)
+        sensors.on_events_produced(reported)
+        sensors.on_events_produced(self.stats.take_by_type())  # handed over
 
     def on_stats(self, text: str) -> None:
         """librdkafka's statistics: count the record batches written to our topic."""
@@ -193,9 +192,8 @@ class Relay:
         now = time.monotonic()
         if now - self._sampled_at >= 1.0:
             self._sampled_at = now
-            M.queue_length.set(len(self.handle.producer))
-            M.spool_depth.set(self.spool.depth)
-            M.unconfirmed.set(self.tracker.unconfirmed)
+            sensors.on_producer_levels(len(self.handle.producer), self.spool.depth,
+                                       self.tracker.unconfirmed)
 
     # --- shutdown --------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from confluent_kafka import Producer
 
 from appliance.core.config import Settings
 from appliance.core.kafka import base_config, client_logger
-from appliance.core.metrics import M
+from appliance.core import sensors
 from appliance.pipeline.producer.broker_watch import BrokerWatch, ProducerHandle
 from appliance.pipeline.producer.delivery import DeliveryTracker
 from appliance.pipeline.producer.relay import Relay, value_type
@@ -188,8 +188,7 @@ class KafkaEventSink:
 
     def _lost(self, messages: list[Message]) -> None:
         self.stats.add("lost", len(messages))
-        for _, value, _ in messages:
-            M.produced.labels(value_type(value), "lost").inc()
+        sensors.on_events_lost(value_type(value) for _, value, _ in messages)
 
     # --- reads ---------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from appliance.core import sqlite
-from appliance.core.metrics import M
+from appliance.core import sensors
 from appliance.schema.spool import SCHEMA, spool_file
 
 log = logging.getLogger("appliance.spool")
@@ -154,7 +154,7 @@ class Spool:
         self.dropped_below = last_id
         while self._fresh and self._fresh[0].id <= last_id:
             self._fresh.popleft()
-        M.spool_dropped.inc(count)
+        sensors.on_spool_dropped(count)
         log.warning("spool full: dropped oldest events",
                     extra={"dropped": count, "dropped_total": self.dropped,
                            "max_bytes": self.max_bytes})
