@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import logging
 from pathlib import Path
 
 import pytest
@@ -86,7 +85,6 @@ def test_values_from_the_environment_are_converted():
     assert settings.max_body_bytes == 1024
     assert settings.trusted_proxies == (net("10.0.0.0/8"), net("2001:db8::/32"))
     assert settings.log_level == "DEBUG"
-    assert settings.log_level_number == logging.DEBUG
     assert settings.shutdown_delay == 2.5
     assert settings.pod_ip == "10.1.2.3"
     assert settings.kafka_enabled is True

@@ -1,6 +1,7 @@
 """Settings: one frozen object, built once from the environment.
 
-No other module reads ``os.environ``. Each variable has a converter; a bad value raises
+No other module reads a setting from ``os.environ`` (the ones that start other processes pass
+the environment on whole). Each variable has a converter; a bad value raises
 :class:`ConfigError` with one line naming the variable, the value and what was expected,
 which the entry points print without a traceback.
 """
@@ -8,7 +9,6 @@ which the entry points print without a traceback.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -342,10 +342,6 @@ class Settings:
     @property
     def kafka_enabled(self) -> bool:
         return bool(self.kafka_brokers)
-
-    @property
-    def log_level_number(self) -> int:
-        return logging.getLevelName(self.log_level)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

@@ -5,7 +5,7 @@ response body) with ``json.dumps`` were ~15 % of the API's CPU per request. orjs
 same JSON text for the values the appliance encodes (insertion order, raw UTF-8, no spaces; the
 one difference is a negative exponent: 1e-7 where json.dumps wrote 1e-07, the same
 numbers); it refuses integers beyond 64 bits and keys that are not strings, which a caller's
-custom event may hold: those go through ``json.dumps`` as before.
+custom event may hold: those go through ``json.dumps``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Callable
 import orjson
 
 # Values orjson would write in its own way (datetime as RFC 3339, a dataclass as an object) go
-# to ``default``, as they did with json.dumps(default=...).
+# to ``default``, as json.dumps(default=...) sends them.
 _PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 

@@ -59,7 +59,7 @@ def write(logger: logging.Logger, level: int, message: str, fields: dict[str, An
     logging machinery (a LogRecord, its copy in QueueHandler.prepare, the handler's lock:
     ~25 % of the API's CPU per request with an access line each) whenever the JSON handler of
     ``configure`` is the only one that would see it. Otherwise (a test's handler, a filter on
-    the way) through ``logging``, as before."""
+    the way) through ``logging``."""
     handler = _handler
     if handler is None or not _only_ours(logger, handler):
         logger.log(level, message, extra=fields)

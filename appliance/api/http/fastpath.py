@@ -4,7 +4,7 @@ GET / is the route a load balancer sends traffic to, so it is the one under load
 is a document that needs nothing of Bottle: under wrk, Bottle's routing, plugins and response
 object were ~8 % of the API's GIL time (bench/profile_api.py). The answer is the one Bottle
 gives (tests/test_app.py holds the two to the same status, headers and body); every other
-method and path goes through Bottle as before.
+method and path goes through Bottle.
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ Each worker is a whole API as one process was: its own Waitress, event sink, spo
 the connections out evenly (serving/balance.py). What must be the same whichever worker answers
 (/kafka/status, /kafka/flush) the workers ask one another (workers/peers.py).
 
-The parent: binds (so PORT=0 and a bind error work as before), starts the workers, starts
+The parent: binds (so PORT=0 works and a bind error is one line), starts the workers, starts
 again one that dies (after a pause that doubles to 8 s while it keeps dying), passes SIGTERM
 and SIGINT on and exits when they all have. A worker dies with its parent (PR_SET_PDEATHSIG):
-kill -9 of the API under supervisord stops every worker, as kill -9 of one process did. A
+kill -9 of the API under supervisord stops every worker, as it stops a one-process API. A
 worker that exits during its first start (a startup error) stops the API with its exit code.
 """
 

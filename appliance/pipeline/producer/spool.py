@@ -91,7 +91,6 @@ class Spool:
             "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(MAX(id), 0) FROM spool").fetchone()
         self.dropped = self._db.execute("SELECT value FROM meta WHERE name='dropped'").fetchone()[0]
         self.dropped_below = 0  # every id up to this one was dropped (drops remove a prefix)
-        self.appended = 0  # since this process started
         # The newest rows, not read yet, ids consecutive up to last_id (one writer, AUTOINCREMENT
         # within one transaction); empty when they no longer fit: then the database serves.
         self._fresh: collections.deque[SpooledMessage] = collections.deque()
@@ -107,7 +106,6 @@ class Spool:
                 last_id = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
             self.depth += len(rows)
             self.bytes += sum(row[3] for row in rows)
-            self.appended += len(rows)
             self.last_id = last_id
             self._remember(messages, rows, last_id)
             if self.bytes > self.max_bytes:
