@@ -7,6 +7,10 @@ full filesystem, then supervisord gave up on it). Here the blocks are allocated 
 created or grown, so a full disk is an OSError at that moment instead of a signal later; and a
 value whose file cannot be made lives in memory only: that figure is missing from /metrics, the
 process goes on.
+
+The adapter for prometheus_client: the one module that touches its private parts (MmapedDict's
+_used, _capacity, _f, _init_value and _INITIAL_MMAP_SIZE); tests/test_metrics_storage.py fails
+loudly when a release changes them.
 """
 
 from __future__ import annotations
