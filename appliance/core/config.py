@@ -347,18 +347,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Build settings from ``environ`` (default ``os.environ``); raise ConfigError."""
         environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name, attr, convert in VARIABLES:
-            raw = environ.get(name)
-            if raw is None:
-                continue
-            try:
-                values[attr] = convert(raw)
-            except ValueError as exc:
-                shown = "(value not shown: it holds a secret)" if name in SECRETS else repr(raw)
-                raise ConfigError(f"{name}={shown} is invalid: expected {exc}") from None
-        values["kafka_extra"] = kafka_extra_properties(environ)
-        settings = cls(**values)
+        settings = cls(**converted(environ), kafka_extra=kafka_extra_properties(environ))
         if "APPLIANCE_PROGRAMS" in environ:
             settings.check_programs(f"APPLIANCE_PROGRAMS={environ['APPLIANCE_PROGRAMS']!r}")
         return settings
@@ -379,6 +368,21 @@ class Settings:
         if "broker" in self.programs and not self.embedded_broker:
             raise ConfigError(f"{given} is invalid: the broker program runs only with "
                               f"KAFKA_BROKERS=embedded (KAFKA_BROKERS={self.kafka_brokers or ''!r})")
+
+
+def converted(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Every variable of VARIABLES that ``environ`` sets, converted, by field name."""
+    values: dict[str, Any] = {}
+    for name, attr, convert in VARIABLES:
+        raw = environ.get(name)
+        if raw is None:
+            continue
+        try:
+            values[attr] = convert(raw)
+        except ValueError as exc:
+            shown = "(value not shown: it holds a secret)" if name in SECRETS else repr(raw)
+            raise ConfigError(f"{name}={shown} is invalid: expected {exc}") from None
+    return values
 
 
 def kafka_extra_properties(environ: Mapping[str, str]) -> dict[str, str]:

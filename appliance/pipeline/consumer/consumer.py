@@ -167,25 +167,7 @@ class EventConsumer:
         self.reporter.write(self.assigned)
 
     def lag(self) -> int | None:
-        """Events on the assigned partitions not read yet, from the watermarks the last fetch
-        responses carried (no ListOffsets: the embedded broker answers it wrongly and slowly);
-        None without an assignment."""
-        try:
-            assignment = self.consumer.assignment()
-            if not assignment:
-                return None
-            return sum(self._partition_lag(tp) for tp in self.consumer.position(assignment))
-        except (KafkaException, RuntimeError):
-            return None
-
-    def _partition_lag(self, tp: TopicPartition) -> int:
-        _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-        if high >= 0 and tp.offset >= 0:
-            return max(0, high - tp.offset)
-        if high > 0:  # nothing read yet on this partition: count from the commit
-            committed = self.consumer.committed([tp], timeout=1.0)[0].offset
-            return high - max(committed, 0)
-        return 0
+        return assigned_lag(self.consumer)
 
     def recreate_client(self) -> None:
         """A stalled client is replaced: the new one rejoins and starts at the committed offsets."""
@@ -223,3 +205,26 @@ class EventConsumer:
             self.consumer.close()
         except (KafkaException, RuntimeError):
             pass  # already closed or the broker is gone: nothing uncommitted is at risk
+
+
+def assigned_lag(consumer: Consumer) -> int | None:
+    """Events on the assigned partitions not read yet, from the watermarks the last fetch
+    responses carried (no ListOffsets: the embedded broker answers it wrongly and slowly);
+    None without an assignment."""
+    try:
+        assignment = consumer.assignment()
+        if not assignment:
+            return None
+        return sum(partition_lag(consumer, tp) for tp in consumer.position(assignment))
+    except (KafkaException, RuntimeError):
+        return None
+
+
+def partition_lag(consumer: Consumer, tp: TopicPartition) -> int:
+    _, high = consumer.get_watermark_offsets(tp, cached=True)
+    if high >= 0 and tp.offset >= 0:
+        return max(0, high - tp.offset)
+    if high > 0:  # nothing read yet on this partition: count from the commit
+        committed = consumer.committed([tp], timeout=1.0)[0].offset
+        return high - max(committed, 0)
+    return 0

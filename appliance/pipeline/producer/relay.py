@@ -11,14 +11,13 @@ on disk: a consumer that stopped cannot make the embedded broker grow without bo
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import threading
 import time
 from functools import partial
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 
 from appliance.core.config import Settings
 from appliance.core.kafka import CommittedOffsets
@@ -26,23 +25,13 @@ from appliance.core import sensors
 from appliance.pipeline.producer.broker_watch import BrokerWatch, ProducerHandle
 from appliance.pipeline.producer.confirmer import Confirmer
 from appliance.pipeline.producer.delivery import DeliveryTracker
+from appliance.pipeline.producer.reports import DeliveryReports
 from appliance.pipeline.producer.spool import Spool
-from appliance.schema import events
 
 log = logging.getLogger("appliance.producer")
 SEND_BATCH = 1000  # rows read from the spool per turn
 WINDOW = 50_000  # events Kafka may hold unconfirmed; ~25 MB of the embedded broker's memory
 TICK = 0.02  # seconds a turn waits for delivery reports: how soon a new event is sent
-REPORT_TIMEOUT = 20.0  # seconds: message.timeout.ms (15 s) + margin; a report must come by then
-
-
-def value_type(value: bytes | None) -> str:
-    """The event_type metric label of an encoded event, without parsing the JSON."""
-    start = (value or b"").find(b'"event_type":"')
-    if start < 0:
-        return "unknown"
-    start += len(b'"event_type":"')
-    return events.type_label(value[start:value.find(b'"', start)].decode(errors="replace"))
 
 
 class Relay:
@@ -60,12 +49,9 @@ class Relay:
         if offsets is None and tracker.until_committed:
             offsets = CommittedOffsets(settings)
         self.confirmer = Confirmer(handle, watch, tracker, offsets) if offsets else None
+        self.reports = DeliveryReports(tracker, watch, stats)
         self._sampled_at = 0.0
         self._forgotten_below = 0
-        # Delivery reports counted here and added to the stats and metrics once a turn: one
-        # lock and one metric write per turn instead of two per event (~1,000 events a turn).
-        self._reported: collections.Counter = collections.Counter()
-        self._last_report = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kafka-relay", daemon=True)
 
@@ -96,8 +82,8 @@ class Relay:
             self._send()
         if self.confirmer:
             self.confirmer.confirm_if_due()
-        self._check_reports()
-        self._count_reports()
+        self.reports.check_wedged()
+        self.reports.count()
         self._sample_gauges()
 
     # --- sending ---------------------------------------------------------------------------
@@ -127,7 +113,7 @@ class Relay:
         try:
             self.handle.producer.produce(
                 self.topic, message.value, message.key, headers=message.headers or None,
-                on_delivery=partial(self._on_delivery, message.id), **partition)
+                on_delivery=partial(self.reports.on_delivery, message.id), **partition)
         except BufferError:
             self.watch.note_error("local queue full")
             return False
@@ -143,23 +129,6 @@ class Relay:
         if self.own_partition is None:
             return {}
         return {"partition": self.own_partition % (self.watch.partitions or 1)}
-
-    def _on_delivery(self, row_id: int, err: KafkaError | None, msg) -> None:
-        self._last_report = time.monotonic()
-        if err is None:
-            self._reported[value_type(msg.value()), "delivered"] += 1
-            self.tracker.delivered(row_id, msg.partition(), msg.offset())
-            return
-        self._reported[value_type(msg.value()), "failed"] += 1
-        self.watch.note_error(err.str())
-        self.tracker.failed(row_id)
-
-    def _count_reports(self) -> None:
-        reported, self._reported = self._reported, collections.Counter()
-        for (kind, result), count in reported.items():
-            self.stats.add(result, count)
-        sensors.on_events_produced(reported)
-        sensors.on_events_produced(self.stats.take_by_type())  # handed over
 
     def on_stats(self, text: str) -> None:
         """librdkafka's statistics: count the record batches written to our topic."""
@@ -177,16 +146,6 @@ class Relay:
         if self.spool.dropped_below > self._forgotten_below:  # a full spool dropped rows
             self._forgotten_below = self.spool.dropped_below
             self.tracker.forget_below(self._forgotten_below)
-
-    def _check_reports(self) -> None:
-        """A producer that has messages out and reports nothing while the broker answers is
-        wedged (seen with idempotence after a broker restart, without any fatal error)."""
-        now = time.monotonic()
-        if (self.tracker.in_flight and self.watch.kafka_up
-                and now - self._last_report > REPORT_TIMEOUT):
-            self._last_report = now
-            self.watch.note_error("producer delivered nothing while the broker answers")
-            self.watch.mark_fatal()
 
     def _sample_gauges(self) -> None:
         now = time.monotonic()
@@ -216,5 +175,5 @@ class Relay:
         if self.confirmer:
             self.confirmer.close()
         self._remove_released()
-        self._count_reports()
+        self.reports.count()
         return remaining

@@ -26,7 +26,8 @@ from appliance.core.kafka import base_config, client_logger
 from appliance.core import sensors
 from appliance.pipeline.producer.broker_watch import BrokerWatch, ProducerHandle
 from appliance.pipeline.producer.delivery import DeliveryTracker
-from appliance.pipeline.producer.relay import Relay, value_type
+from appliance.pipeline.producer.relay import Relay
+from appliance.pipeline.producer.reports import value_type
 from appliance.pipeline.producer.spool import (
     ACCEPTED,
     REFUSED,

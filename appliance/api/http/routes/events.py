@@ -20,7 +20,7 @@ from appliance.api.http.queries import EXPORT_PARAMETERS, parse_search, stats_wi
 from appliance.api.http.services import Services
 from appliance.core.database import ERRORS as DB_ERRORS
 from appliance.core.database import exists, is_postgres, open_database
-from appliance.core.database_url import describe_error
+from appliance.core.database_url import DatabaseUrl, describe_error
 from appliance.schema import audit_db, audit_read
 from appliance.schema.audit_read import Search
 
@@ -44,25 +44,27 @@ def _read(body: Callable[[], Any]) -> Any:
             audit_db.database.obj.close_idle()
 
 
+def readable(url: DatabaseUrl, body: Callable[[], Any]) -> Any:
+    """``body``'s answer; None while there is no database yet; a 503 when it cannot be read."""
+    if not exists(url):
+        return None
+    try:
+        return _read(body)
+    except DB_ERRORS as exc:
+        raise HttpError(503, f"events database not readable: {describe_error(exc, url)}") from None
+
+
 def add_event_routes(app: bottle.Bottle, services: Services) -> None:
     # The API never writes the audit database: the models are bound to read-only connections.
     url = services.settings.database_url
     audit_db.database.initialize(open_database(url, readonly=True, purpose="api"))
     protected = token_required(services.settings)  # events hold client IPs
 
-    def readable(body: Callable[[], Any]) -> Any:
-        if not exists(url):
-            return None
-        try:
-            return _read(body)
-        except DB_ERRORS as exc:
-            raise HttpError(503, f"events database not readable: {describe_error(exc, url)}") from None
-
     @app.get("/events")
     @protected
     def events_():
         search = parse_search(bottle.request.query)
-        found = readable(lambda: audit_read.search(search))
+        found = readable(url, lambda: audit_read.search(search))
         if found is None:
             return json_response(200, {"events": [], "count": 0, "limit": search.limit,
                                        "next": None, "note": "no events persisted yet"})
@@ -74,7 +76,7 @@ def add_event_routes(app: bottle.Bottle, services: Services) -> None:
     @protected
     def stats():
         since, until = stats_window(bottle.request.query)
-        found = readable(lambda: audit_read.stats(since, until))
+        found = readable(url, lambda: audit_read.stats(since, until))
         return json_response(200, found or audit_read.empty_stats(since, until))
 
     @app.get("/events/export")
