@@ -57,7 +57,8 @@ def parse_args() -> argparse.Namespace:
                         help="every event's trace id random, as when every caller sends a "
                              "traceparent, instead of the time-ordered ones the appliance makes")
     parser.add_argument("--random-ids", action="store_true",
-                        help="event and request ids as random UUIDs (version 4, as the appliance made them before) "
+                        help="event and request ids as random UUIDs (version 4, as the appliance "
+                             "made them before) "
                              "instead of the appliance's time-ordered version 7, to compare")
     return parser.parse_args()
 
@@ -88,7 +89,8 @@ class Population:
         trace_id = (f"{self.rng.getrandbits(128):032x}" if RANDOM_TRACE_IDS
                     else f"{TRACE_IDS.generate_trace_id():032x}")
         request_id = events.new_id()
-        made = [events.make_event(events.HTTP_REQUEST, request_id, "bench", {**common_fields, "bytes": 0}, trace_id),
+        made = [events.make_event(events.HTTP_REQUEST, request_id, "bench",
+                                  {**common_fields, "bytes": 0}, trace_id),
                 events.make_event(events.HTTP_RESPONSE, request_id, "bench", {
                     **common_fields, "status": status, "bytes": 180,
                     "duration_ms": round(self.rng.lognormvariate(1.0, 0.8), 3)}, trace_id)]
@@ -136,7 +138,8 @@ def filter_queries(path, now: datetime) -> dict[str, list[str]]:
     import sqlite3
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     after = iso(now - timedelta(hours=24))
-    pick = lambda sql: [r[0] for r in db.execute(sql + " LIMIT 200")]
+    def pick(sql: str) -> list:
+        return [r[0] for r in db.execute(sql + " LIMIT 200")]
     values = {
         "user_ip": pick("SELECT user_ip FROM http_responses ORDER BY RANDOM()"),
         "user_ip CIDR": [ip.rsplit(".", 1)[0] + ".0/24" for ip in pick(
@@ -166,11 +169,13 @@ def measure_queries(stack, tmp, path, count: int) -> dict:
     for name, queries in filter_queries(path, now).items():
         times = [timed_get(app.port, "/events?" + rng.choice(queries)) for _ in range(count)]
         results[name] = (common.percentile(times, 50), common.percentile(times, 99))
-        print(f"  /events {name:12} p50 {results[name][0]:7.1f} ms  p99 {results[name][1]:7.1f} ms", flush=True)
+        print(f"  /events {name:12} p50 {results[name][0]:7.1f} ms  "
+              f"p99 {results[name][1]:7.1f} ms", flush=True)
     window = urllib.parse.urlencode({"since": iso(now - timedelta(hours=24)), "until": iso(now)})
     times = [timed_get(app.port, "/events/stats?" + window) for _ in range(5)]
     results["stats 24 h"] = (common.percentile(times, 50), max(times))
-    print(f"  /events/stats 24 h  p50 {results['stats 24 h'][0]:7.0f} ms  max {results['stats 24 h'][1]:7.0f} ms")
+    stats = results["stats 24 h"]
+    print(f"  /events/stats 24 h  p50 {stats[0]:7.0f} ms  max {stats[1]:7.0f} ms")
     app.stop()
     return results
 

@@ -255,8 +255,10 @@ def machine() -> str:
     and the appliance code measured (the commit, +dirty when appliance/ has local changes)."""
     import platform
     git = ["git", "-C", str(REPO)]
-    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run([*git, "status", "--porcelain", "appliance"], capture_output=True, text=True).stdout.strip()
+
+    def output(*args: str) -> str:
+        return subprocess.run([*git, *args], capture_output=True, text=True).stdout.strip()
+    commit, dirty = output("rev-parse", "--short", "HEAD"), output("status", "--porcelain", "appliance")
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"{os.cpu_count()} cores, {platform.platform(terse=True)}, Python {platform.python_version()}, "
             f"load avg {load}, appliance @ {commit or '?'}{'+dirty' if dirty else ''}")

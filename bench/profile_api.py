@@ -33,11 +33,13 @@ STAGES = (
     ("event building: make_event (ids, timestamps)", r"^make_event \("),
     ("event hand-over: emit_all (encode, spool writer put, counters)", r"emit_all \("),
     ("tracing.event_headers", r"^event_headers \("),
-    ("metrics in the middleware (labels, inc, observe)", r"^(MutexValue|MmapedValue|.*labels|Histogram\.observe|Counter\.inc)"),
+    ("metrics in the middleware (labels, inc, observe)",
+     r"^(MutexValue|MmapedValue|.*labels|Histogram\.observe|Counter\.inc)"),
     ("middleware record step (rest)", r"^AuditMiddleware\._(record|emit_events|finish) \("),
     ("Bottle (routing, route, JSON response)", r"^Bottle\.(__call__|wsgi|_handle|_cast) \("),
     ("middleware request step (ids, client ip)", r"^AuditMiddleware\._handle \("),
-    ("Waitress request handling (parse, write)", r"^HTTPChannel\.(service|received) \(|^WSGITask|^Task\.|^ThreadedTaskDispatcher"),
+    ("Waitress request handling (parse, write)",
+     r"^HTTPChannel\.(service|received) \(|^WSGITask|^Task\.|^ThreadedTaskDispatcher"),
     ("Waitress main loop (select, accept, send)", r"^loop \(|^ApiServer"),
 )
 FRAME = re.compile(r"^(?P<func>[^ ]+) \((?P<file>[^:]+):(?P<line>\d+)\)$")

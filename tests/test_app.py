@@ -16,9 +16,9 @@ import pytest
 from conftest import REPO_ROOT, UUID7_RE, call_wsgi
 
 from appliance.api.http.app import Services, create_app
+from appliance.api.http.errors import HttpError
 from appliance.api.http.fastpath import IndexFastPath
 from appliance.api.http.host import HostInfo
-from appliance.api.http.errors import HttpError
 from appliance.api.http.jsonio import read_json_object
 from appliance.core.config import Settings
 
@@ -358,8 +358,8 @@ def test_get_index_answers_without_bottle_exactly_as_bottle_does(method, query, 
     answers = [call_wsgi(app, method, "/", query=query, headers=headers) for app in (fast, slow)]
     assert comparable(answers[0]) == comparable(answers[1])
     assert answers[0].status == 200
-    strip = lambda events: [{k: v for k, v in e["payload"].items() if k != "duration_ms"}
-                            for e in events]
+    def strip(events):
+        return [{k: v for k, v in e["payload"].items() if k != "duration_ms"} for e in events]
     assert strip(fast_sink.events) == strip(bottle_sink.events)  # same route label, same fields
     assert [e["payload"]["route"] for e in fast_sink.events] == ["/", "/"]
 

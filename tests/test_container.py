@@ -372,8 +372,10 @@ def read_only(engine: list[str], image: str) -> Iterator[Container]:
 
 
 @pytest.mark.e2e
-def test_read_only_root_with_a_tmpfs_data_dir_runs_every_process_and_the_pipeline(read_only: Container) -> None:
-    mounts = read_only.python("import json; print(json.dumps([l.split()[1:4] for l in open('/proc/mounts')]))")
+def test_read_only_root_with_a_tmpfs_data_dir_runs_every_process_and_the_pipeline(
+        read_only: Container) -> None:
+    mounts = read_only.python(
+        "import json; print(json.dumps([line.split()[1:4] for line in open('/proc/mounts')]))")
     assert [DATA_DIR, "tmpfs"] == next(m[:2] for m in mounts if m[0] == DATA_DIR)
     assert "ro" in next(m[2] for m in mounts if m[0] == "/").split(",")
     test_status_shows_every_process_and_kafka_up(read_only)

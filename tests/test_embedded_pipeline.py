@@ -103,8 +103,12 @@ def test_broker_recycled_for_its_batch_count_under_load_loses_nothing(appliance)
 
 def test_two_api_processes_each_write_their_own_partition_and_recycles_lose_nothing(appliance):  # noqa: F811
     app = appliance(WEB_PROCESSES="2", EMBEDDED_BROKER_MAX_BATCHES="100")
-    kafka = app.get("/kafka/status")[1]
-    assert kafka["partitions"] == 2 and len(kafka["workers"]) == 2, kafka
+    # "every process UP" is the API's parent: a worker may still be starting, and unreachable
+    def both_answer():
+        status = app.get("/kafka/status")[1]
+        return status if len(status.get("workers", [])) == 2 else None
+    kafka = wait_until(both_answer, 20, 0.5, "both API workers answering /kafka/status")
+    assert kafka["partitions"] == 2 and kafka["workers_unreachable"] == [], kafka
     answered = paced_load(app.port, "two", 200, 40)
     assert_exactly_once(app, "two", answered, timeout=60)
     recycles = re.findall(r'"embedded broker recycled","reason":"batches"', app.up.output())

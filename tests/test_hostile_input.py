@@ -75,7 +75,8 @@ def test_a_non_utf8_authorization_header_is_401_before_anything_else(guarded, pa
 
 
 def test_the_right_token_still_works(guarded):
-    status, _, _ = exchange(guarded, http("GET", "/events", [(b"Authorization", b"Bearer " + TOKEN.encode())]))
+    bearer = [(b"Authorization", b"Bearer " + TOKEN.encode())]
+    status, _, _ = exchange(guarded, http("GET", "/events", bearer))
     assert status == 200
 
 

@@ -176,8 +176,8 @@ def run_printed_start_command(output: str, prefix: Path, data: Path, user: str) 
             time.sleep(0.3)
         assert body and body["kafka_status"] == "UP", f"{body}\n{log.read_text()[-4000:]}"
         supervisord = int((data / "supervisord.pid").read_text())
-        uid_line = next(l for l in Path(f"/proc/{supervisord}/status").read_text().splitlines()
-                        if l.startswith("Uid:"))
+        uid_line = next(line for line in Path(f"/proc/{supervisord}/status").read_text().splitlines()
+                        if line.startswith("Uid:"))
         assert set(uid_line.split()[1:]) == {str(pwd.getpwnam(user).pw_uid)}
     finally:
         subprocess.run([str(prefix / "bin" / "simple-time-service"), "down"], capture_output=True,

@@ -76,7 +76,9 @@ def envelope(**fields) -> bytes:
 
 def nested(depth: int) -> bytes:
     inner = "[" * depth + "]" * depth
-    return b'{"schema": 1, "event_id": "e1", "event_type": "deep.nest", "occurred_at": "2026-01-01T00:00:00Z", "request_id": "r", "payload": {"x": ' + inner.encode() + b"}}"
+    return (b'{"schema": 1, "event_id": "e1", "event_type": "deep.nest", '
+            b'"occurred_at": "2026-01-01T00:00:00Z", "request_id": "r", "payload": {"x": '
+            + inner.encode() + b"}}")
 
 
 POISON = [
@@ -96,7 +98,8 @@ POISON = [
     (envelope(occurred_at="9999-12-31T23:59:59Z"), "future"),
     (envelope(hostname="h" * 300), "hostname"),
     (envelope(payload={**HTTP, "path": "/" + "p" * 9000, "status": 200, "duration_ms": 1}), "payload.path"),
-    (b'{"schema": 1, "event_id": "e", "event_type": "http_response", "payload": {"duration_ms": NaN}}', "NaN"),
+    (b'{"schema": 1, "event_id": "e", "event_type": "http_response", '
+     b'"payload": {"duration_ms": NaN}}', "NaN"),
     (b'{"schema": 1, "event_id": "e", "event_type": "x", "payload": {"v": Infinity}}', "Infinity"),
     (b'{"schema": 1, "event_id": "e", "event_type": "x", "payload": {"v": 1e400}}', "out of range"),
     (b"\xff\xfe\x00\x00garbage", "not JSON"),
@@ -120,7 +123,8 @@ def test_occurred_at_is_stored_in_the_one_fixed_width_form():
                          ("0999-01-31T12:00:00.000001Z", "0999-01-31T12:00:00.000001Z")):
         batch = persist.classify([Message(envelope(occurred_at=sent))], "now")
         assert batch.rows[audit_db.HttpResponse][0]["occurred_at"] == stored, sent
-    assert persist.iso(datetime(999, 1, 31, 12, 0, 0, 1, tzinfo=timezone.utc)) == "0999-01-31T12:00:00.000001Z"
+    early = datetime(999, 1, 31, 12, 0, 0, 1, tzinfo=timezone.utc)
+    assert persist.iso(early) == "0999-01-31T12:00:00.000001Z"
 
 
 def test_any_exception_while_classifying_is_a_dead_letter_not_a_crash(monkeypatch):

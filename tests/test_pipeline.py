@@ -175,7 +175,8 @@ def test_garbage_on_the_topic_becomes_one_dead_letter_and_later_events_persist(t
     time.sleep(0.5)
     letters = app.rows("SELECT raw, error, topic FROM dead_letters ORDER BY error")
     assert len(letters) == 2
-    assert {raw for raw, _, _ in letters} == {b"\x00not json{", b'{"schema": 1, "event_type": "http_request"}'}
+    assert {raw for raw, _, _ in letters} == {b"\x00not json{",
+                                              b'{"schema": 1, "event_type": "http_request"}'}
     assert all(topic == "simple-time-events" and error for _, error, topic in letters)
 
 

@@ -31,7 +31,8 @@ def test_unconfigured_components_are_disabled(tmp_path):
 
 def test_collector_is_down_when_nothing_listens_and_up_when_it_does(tmp_path):
     port = free_port()
-    assert probes.otel(settings(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}"))[0] == "DOWN"
+    nowhere = settings(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}")
+    assert probes.otel(nowhere)[0] == "DOWN"
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -121,7 +122,8 @@ def test_prometheus_scraping_this_appliance_is_up(tmp_path, prometheus):
         assert probes.prometheus(other)[0] == "DEGRADED"  # ready, but not scraping that port
     finally:
         app.stop()
-    assert probes.prometheus(settings(tmp_path, PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}"))[0] == "DOWN"
+    nowhere = settings(tmp_path, PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}")
+    assert probes.prometheus(nowhere)[0] == "DOWN"
 
 
 def test_a_program_restarted_three_times_in_two_minutes_is_down_as_failing(tmp_path, monkeypatch):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import collections
 from types import SimpleNamespace
 
-from appliance.core.config import Settings
 from appliance.core import sensors
+from appliance.core.config import Settings
 from appliance.pipeline.producer.delivery import DeliveryTracker
 from appliance.pipeline.producer.relay import WINDOW, Relay
 from appliance.pipeline.producer.sink import Stats

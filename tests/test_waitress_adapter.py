@@ -51,7 +51,7 @@ def test_the_adapter_serves_a_request_through_the_accept_policy():
 
     sock = bind("127.0.0.1", 0)
     threads = waitress_adapter.dispatcher(2, waitress_adapter.ThreadedTaskDispatcher.queue_logger)
-    server = waitress_adapter.Server(app, sock, connections, threads, policy, threads=2)
+    waitress_adapter.Server(app, sock, connections, threads, policy, threads=2)  # joins the map
     stop = threading.Event()
 
     def loop():

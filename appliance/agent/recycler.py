@@ -25,8 +25,8 @@ from appliance.agent import probes
 from appliance.core import sensors, supervisor
 from appliance.core.config import Settings
 from appliance.schema.consumer_report import ConsumerReport
-from appliance.schema.producer_status import ProducerStatus
 from appliance.schema.pause import PauseFlag
+from appliance.schema.producer_status import ProducerStatus
 
 log = logging.getLogger("appliance.agent")
 PAUSE_WAIT = 10.0  # seconds for the API to pause and everything sent to be confirmed
@@ -67,7 +67,8 @@ class BrokerRecycler:
                consumer: ConsumerReport | None) -> tuple[str, str] | None:
         settings = self.settings
         if rss_mb > settings.embedded_broker_max_mb:
-            return "memory", f"RSS {rss_mb:.0f} MB > EMBEDDED_BROKER_MAX_MB={settings.embedded_broker_max_mb:g}"
+            return "memory", (f"RSS {rss_mb:.0f} MB > "
+                              f"EMBEDDED_BROKER_MAX_MB={settings.embedded_broker_max_mb:g}")
         batches = api.broker_batches if api else 0
         if batches > settings.embedded_broker_max_batches:
             return "batches", (f"{batches} record batches > EMBEDDED_BROKER_MAX_BATCHES="

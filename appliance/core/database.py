@@ -37,7 +37,8 @@ def open_database(url: DatabaseUrl, readonly: bool = False, purpose: str = "appl
     # Pooled: the API's threads each take a connection per request and give it back, instead of
     # a TCP connect and authentication per request.
     return PooledPostgresqlDatabase(
-        url.name, max_connections=POOL_SIZE, stale_timeout=POOL_STALE_S, timeout=POOL_WAIT_S, host=url.host, port=url.port, user=url.user, password=url.password or None,
+        url.name, max_connections=POOL_SIZE, stale_timeout=POOL_STALE_S, timeout=POOL_WAIT_S,
+        host=url.host, port=url.port, user=url.user, password=url.password or None,
         connect_timeout=int(url.options.get("connect_timeout", CONNECT_TIMEOUT_S)),
         application_name=url.options.get("application_name", f"simple-time-service {purpose}"),
         options=" ".join(settings),

@@ -18,7 +18,8 @@ LOW_FREE = 0.05  # of the filesystem: DEGRADED, while there is still time to act
 def check(settings: Settings) -> Result:
     """Free space on every filesystem the appliance writes to, named by the settings that
     point there: DOWN when one is full or read-only."""
-    places = {"DATA_DIR": settings.data_dir, "SPOOL_DIR": settings.spool_dir, "STATUS_DB_PATH": settings.status_db_path.parent,
+    places = {"DATA_DIR": settings.data_dir, "SPOOL_DIR": settings.spool_dir,
+              "STATUS_DB_PATH": settings.status_db_path.parent,
               "METRICS_DIR": settings.metrics_dir}
     if not settings.database_url.is_postgres:
         places["DB_PATH"] = settings.db_path.parent

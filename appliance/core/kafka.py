@@ -15,9 +15,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from appliance.core import sensors
 from appliance.core.config import Settings
 from appliance.core.logs import RateLimitFilter
-from appliance.core import sensors
 from appliance.core.process import StartupError
 
 log = logging.getLogger("appliance.kafka")

@@ -1,4 +1,5 @@
-"""The audit database (DATABASE_URL, by default the SQLite file DB_PATH): its tables as peewee models, and the schema's version.
+"""The audit database (DATABASE_URL, by default the SQLite file DB_PATH): its tables as peewee
+models, and the schema's version.
 
 Written only by the consumer (pipeline/consumer/store.py); the API reads it for /events, the
 agent for its database probe. Every event table has ``event_id`` (unique: redelivery never adds

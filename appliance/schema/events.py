@@ -24,6 +24,7 @@ from appliance.core import jsontext
 from appliance.core.ids import new_id
 from appliance.core.timefmt import utc_now_iso
 from appliance.schema.vocabulary import CUSTOM, EVENT_TYPE
+
 # The event types and text limits, defined in the vocabulary, also read as part of the schema.
 from appliance.schema.vocabulary import ERROR as ERROR
 from appliance.schema.vocabulary import HTTP_REQUEST as HTTP_REQUEST

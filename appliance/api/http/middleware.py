@@ -12,8 +12,8 @@ import time
 from typing import Any, Callable, Iterable
 
 from appliance.api.http import clientip
-from appliance.api.http.host import HostInfo
 from appliance.api.http.errors import error_response
+from appliance.api.http.host import HostInfo
 from appliance.api.http.lifecycle import Lifecycle
 from appliance.api.http.sink import EventSink
 from appliance.core import logs, sensors, tracing

@@ -17,9 +17,9 @@ import time
 from typing import Any, Callable
 
 from appliance.api.http.errors import raw_response
+from appliance.core import sensors
 from appliance.core.ids import new_id
 from appliance.core.logs import RateLimitFilter
-from appliance.core import sensors
 from appliance.core.process import StartupError
 
 log = logging.getLogger("appliance.server.guards")

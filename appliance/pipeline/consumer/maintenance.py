@@ -22,9 +22,9 @@ from datetime import datetime, timedelta, timezone
 
 import peewee
 
+from appliance.core import sensors
 from appliance.core.config import Settings
 from appliance.core.database import is_postgres
-from appliance.core import sensors
 from appliance.core.timefmt import iso
 from appliance.pipeline.consumer.store import Store
 from appliance.schema import audit_db

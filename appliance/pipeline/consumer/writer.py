@@ -19,11 +19,10 @@ import time
 import peewee
 import psycopg
 
-from appliance.core import tracing
+from appliance.core import sensors, tracing
 from appliance.core.config import Settings
 from appliance.core.database import ERRORS as DB_ERRORS
 from appliance.core.database_url import describe_error
-from appliance.core import sensors
 from appliance.core.timefmt import utc_now_iso
 from appliance.pipeline.consumer import persist
 from appliance.pipeline.consumer.store import Store, insert_ignore

@@ -18,9 +18,9 @@ from typing import Callable
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 
+from appliance.core import sensors
 from appliance.core.config import Settings
 from appliance.core.kafka import base_config, ensure_topic, topic_id
-from appliance.core import sensors
 from appliance.core.timefmt import utc_now_iso
 from appliance.schema.pause import PauseFlag
 

@@ -19,9 +19,9 @@ from functools import partial
 
 from confluent_kafka import KafkaException
 
+from appliance.core import sensors
 from appliance.core.config import Settings
 from appliance.core.kafka import CommittedOffsets
-from appliance.core import sensors
 from appliance.pipeline.producer.broker_watch import BrokerWatch, ProducerHandle
 from appliance.pipeline.producer.confirmer import Confirmer
 from appliance.pipeline.producer.delivery import DeliveryTracker

@@ -21,9 +21,9 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from appliance.core import sensors
 from appliance.core.config import Settings
 from appliance.core.kafka import base_config, client_logger
-from appliance.core import sensors
 from appliance.pipeline.producer.broker_watch import BrokerWatch, ProducerHandle
 from appliance.pipeline.producer.delivery import DeliveryTracker
 from appliance.pipeline.producer.relay import Relay

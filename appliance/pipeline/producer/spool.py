@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from appliance.core import sqlite
-from appliance.core import sensors
+from appliance.core import sensors, sqlite
 from appliance.schema.spool import SCHEMA, spool_file
 
 log = logging.getLogger("appliance.spool")
