@@ -53,8 +53,13 @@ def test_at_the_bound_the_oldest_are_dropped_and_counted_durably(tmp_path):
 
 def test_close_twice_is_harmless(tmp_path):
     spool = Spool(tmp_path, 1_000)
+    spool.append([(b"k", b"kept", None)])
     spool.close()
-    spool.close()
+    spool.close()  # raises nothing, and leaves the file as the first close did
+    reopened = Spool(tmp_path, 1_000)
+    assert [message.value for message in reopened.read_from(1, 10)] == [b"kept"]
+    assert reopened.depth == 1
+    reopened.close()
 
 
 def test_removing_rows_a_full_spool_already_dropped_counts_nothing_twice(tmp_path):
