@@ -187,6 +187,8 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("SHUTDOWN_DELAY", "shutdown_delay", as_float_range(0, 300)),
     ("SHUTDOWN_TIMEOUT", "shutdown_timeout", as_float_range(0.1, 300)),
     ("REQUEST_HEADER_TIMEOUT", "request_header_timeout", as_float_range(0.1, 3600)),
+    ("REQUEST_BODY_TIMEOUT", "request_body_timeout", as_float_range(0.1, 3600)),
+    ("KEEPALIVE_TIMEOUT", "keepalive_timeout", as_float_range(0.1, 3600)),
     ("POD_IP", "pod_ip", as_ip),
     ("HOST_IP", "host_ip", as_ip),
     ("API_TOKEN", "api_token", as_token),
@@ -239,6 +241,8 @@ class Settings:
     shutdown_delay: float = 0.0  # seconds /readyz reports 503 before the listener closes
     shutdown_timeout: float = 10.0  # seconds in-flight requests get to finish
     request_header_timeout: float = 10.0  # seconds a request's headers may take to arrive
+    request_body_timeout: float = 10.0  # seconds its body may take, from the end of its headers
+    keepalive_timeout: float = 5.0  # seconds an idle keep-alive connection is kept
     pod_ip: str | None = None
     host_ip: str | None = None
     api_token: str | None = None
@@ -269,9 +273,10 @@ class Settings:
     otel_traces_sampler_arg: float = 1.0  # ratio for the *traceidratio samplers
     otel_resource_attributes: Mapping[str, str] = field(default_factory=dict)
     embedded_broker_port: int = 19092  # 127.0.0.1 port of the embedded broker
-    # RSS at which the agent recycles the embedded broker. 128: under sustained full load (~2,000
-    # requests/s, bench/soak.py) it grows ~1.8 MB/s, so it peaks ~140 MB, under 150 MB, with a
-    # recycle every ~1 min (2-3 s each, nothing lost); at 256 it peaked at 265 MB.
+    # RSS at which the agent recycles the embedded broker. 128: under sustained full load
+    # (~2,400 requests/s, bench/soak.py), with the events lz4-compressed, it grows ~0.55 MB/s, a
+    # recycle (2-3 s, nothing lost) every ~3.5 minutes, under 150 MB; at 256 (uncompressed) it
+    # peaked at 265 MB.
     embedded_broker_max_mb: float = 128.0
     # Record batches written to the embedded broker at which the agent recycles it: each fetch
     # lists every batch of its partition (~1.5 us each), so 10,000 batches cost ~15 ms a fetch.

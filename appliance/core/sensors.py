@@ -33,10 +33,13 @@ class AllSeries:
                            "HTTP request duration by route", ("method", "route"),
                            buckets=DURATION_BUCKETS)
     header_timeouts = Series("counter", "http_request_header_timeouts_total",
-                             "Connections closed because their request headers did not arrive "
-                             "in time")
+                             "Connections closed with a 408 because their request headers, or "
+                             "its body, did not arrive in time")
     accept_errors = Series("counter", "http_accept_errors_total",
                            "Connections not accepted for lack of file descriptors")
+    connections_closed = Series("counter", "http_connections_closed_total",
+                                "Connections the server closed: idle keep-alive, or the one idle "
+                                "the longest to make room at the connection limit", ("reason",))
     # Every process has this gauge at 0 (unlabelled gauges exist from the start), so it can only
     # be a max: with several API processes, 1 while one of them does (/kafka/status says which).
     kafka_up = Series("gauge", "kafka_up", "1 while the API's producer reaches the broker",
@@ -132,6 +135,14 @@ def on_header_timeouts(connections: int) -> None:
 
 def on_accept_error() -> None:
     SERIES.accept_errors.inc()
+
+
+def on_idle_closed(connections: int) -> None:
+    SERIES.connections_closed.labels(reason="idle").inc(connections)
+
+
+def on_connection_evicted() -> None:
+    SERIES.connections_closed.labels(reason="evicted").inc()
 
 
 # --- the producer side -------------------------------------------------------------------------

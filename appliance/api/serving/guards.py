@@ -1,11 +1,6 @@
-"""What no client may do to the listener: hold a connection slot by sending its request headers
-slowly, or make the accept loop spin when the process runs out of file descriptors.
-
-Waitress's own timeout only counts idle time, so a client sending a header line every few
-seconds held its slot for as long as it liked (25 of them held every slot of a test server and
-/healthz timed out). Here the headers of a request must arrive within REQUEST_HEADER_TIMEOUT of
-its first byte (of the connection, for the first request); otherwise the client gets a 408 and
-the connection is closed. Both guards run on the server loop's thread, between its turns.
+"""The listener's guards: the accept loop must not spin when the process runs out of file
+descriptors, and the process must have the descriptors CONNECTION_LIMIT needs. (What a client
+may not do with a connection is serving/connections.py.)
 """
 
 from __future__ import annotations
@@ -26,45 +21,6 @@ log = logging.getLogger("appliance.server.guards")
 log.addFilter(RateLimitFilter(30.0))
 FD_HEADROOM = 64  # descriptors besides connections: listener, spool, metrics, Kafka, pipes
 ACCEPT_PAUSE = 0.5  # seconds without accepting after the process ran out of descriptors
-
-
-class HeaderClock:
-    """Mixed into the channel: when the headers of the request in progress began to arrive."""
-
-    header_started: float | None = None
-
-    def start_header_clock(self) -> None:
-        self.header_started = time.monotonic()
-
-    def received(self, data: bytes) -> bool:
-        if self.request is None and self.header_started is None and data:
-            self.start_header_clock()  # the first bytes of a new request on this connection
-        result = super().received(data)
-        if self.request is None or self.request.headers_finished:
-            self.header_started = None
-        return result
-
-
-def close_slow_clients(channels, timeout: float) -> int:
-    """Answer 408 and close every connection whose request headers are overdue."""
-    now, closed = time.monotonic(), 0
-    for channel in list(channels):
-        started = getattr(channel, "header_started", None)
-        if started is None or now - started < timeout or channel.requests:
-            continue
-        channel.header_started = None
-        answer = raw_response(408, f"request headers not received within {timeout:g} s", new_id())
-        try:
-            channel.write_soon(answer)
-        except Exception:  # the client is gone already: just close
-            channel.will_close = True
-        channel.close_when_flushed = True
-        closed += 1
-    if closed:
-        sensors.on_header_timeouts(closed)
-        log.warning("closed connections whose request headers were too slow",
-                    extra={"connections": closed, "timeout_s": timeout})
-    return closed
 
 
 class AcceptGuard:

@@ -17,7 +17,13 @@ from waitress import wasyncore
 
 from appliance.api.http.lifecycle import Lifecycle
 from appliance.api.serving.balance import ConnectionBalance, SharedAccept
-from appliance.api.serving.guards import AcceptGuard, close_slow_clients, ensure_fd_limit
+from appliance.api.serving.connections import (
+    close_idle,
+    close_slow_clients,
+    make_room,
+    someone_waits,
+)
+from appliance.api.serving.guards import AcceptGuard, ensure_fd_limit
 from appliance.api.serving.waitress_adapter import Server, dispatcher, pending_output
 from appliance.core.config import Settings
 from appliance.core.logs import ThrottledLogger
@@ -69,8 +75,11 @@ class ApiServer:
             clear_untrusted_proxy_headers=False,  # we walk X-Forwarded-For ourselves
             ident="simple-time-service")
         self._not_connections = len(self.connections)  # the listener and the loop's trigger
+        self.listener = sock
         self.port = sock.getsockname()[1]
-        self._guard_interval = min(GUARD_INTERVAL, settings.request_header_timeout / 10)
+        self._guard_interval = min(GUARD_INTERVAL, settings.request_header_timeout / 10,
+                                   settings.request_body_timeout / 10,
+                                   settings.keepalive_timeout / 10)
         self.accept_guard = AcceptGuard(self.server)
         self.sharing = None if balance is None else SharedAccept(
             balance, self._connections, self._guard_interval)
@@ -81,6 +90,13 @@ class ApiServer:
         sibling; the guard pauses accepting when descriptors run out."""
         guarded = functools.partial(self.accept_guard.accept, accept)
         return self.sharing.accept(guarded) if self.sharing is not None else guarded()
+
+    def _make_room(self) -> None:
+        """At the connection limit, room for a connection that waits, if there is one. Between
+        the loop's turns: a channel closed while the loop polls could have its descriptor
+        reused by the next accept in the same turn."""
+        if len(self.connections) >= self.server.connection_limit and someone_waits(self.listener):
+            make_room(self.connections.values())
 
     def serve(self) -> int:
         self.lifecycle.serving()
@@ -94,10 +110,14 @@ class ApiServer:
 
     def _tick(self) -> None:
         wasyncore.loop(timeout=LOOP_TICK, map=self.connections, use_poll=True, count=1)
+        self._make_room()
         now = time.monotonic()
         if now >= self._guards_due:
             self._guards_due = now + self._guard_interval
-            close_slow_clients(self.connections.values(), self.settings.request_header_timeout)
+            settings = self.settings
+            close_slow_clients(self.connections.values(), settings.request_header_timeout,
+                               settings.request_body_timeout)
+            close_idle(self.connections.values(), settings.keepalive_timeout)
             self.accept_guard.tick()
         if self.lifecycle.ready:
             self._share_connections(now)

@@ -6,7 +6,7 @@ Everything the appliance needs of Waitress beyond ``create_server`` is here, and
   connection map the appliance owns, so it can count connections without reading Waitress's
   attributes. Its ``accept()`` goes through the appliance's accept policy (serving/guards.py,
   serving/balance.py) in one fixed order.
-- ``Channel`` is Waitress's ``HTTPChannel`` with the header clock (serving/guards.py) and with
+- ``Channel`` is Waitress's ``HTTPChannel`` with the request clock (serving/connections.py) and with
   Waitress's own errors (a malformed request line, headers or a body over its hard cap) answered
   as the appliance's JSON errors (api/http/errors.py).
 
@@ -27,7 +27,7 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from appliance.api.http.errors import error_response
 from appliance.api.http.middleware import UNMATCHED_ROUTE, access_log
-from appliance.api.serving.guards import HeaderClock
+from appliance.api.serving.connections import RequestClock
 from appliance.core.ids import new_id
 
 Accept = Callable[[], "tuple[socket.socket, object] | None"]
@@ -52,7 +52,7 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
-class Channel(HeaderClock, HTTPChannel):
+class Channel(RequestClock, HTTPChannel):
     error_task_class = JsonErrorTask
 
     def __init__(self, *args, **kwargs) -> None:
@@ -75,6 +75,11 @@ class Server(TcpWSGIServer):
 
     def accept(self):
         return self.accept_policy(super().accept)
+
+    @property
+    def connection_limit(self) -> int:
+        """Waitress counts the listener and its trigger among the connections of the limit."""
+        return self.adj.connection_limit
 
 
 def dispatcher(threads: int, queue_logger: logging.Logger | object) -> ThreadedTaskDispatcher:
