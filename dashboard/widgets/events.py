@@ -65,18 +65,28 @@ def matches(event: dict[str, Any], query: str) -> bool:
 class EventsTable(DataTable):
     """A DataTable that repaints once it has widened its columns for new rows.
 
-    DataTable measures new rows when it is next idle and widens the columns then, but a frame
-    drawn between add_row and that moment could stay on screen, every column at its header's
-    width ("16:2" for a time, "/old" for a path), until the next change: seen in a fresh
-    container on the first run after install (everything slow), never once warm. Counting the
-    widening as a change (the counter DataTable's render caches are keyed by) repaints it."""
+    DataTable measures new rows when it is next idle and widens the columns then, but its
+    render caches are keyed by a change counter that the widening leaves alone: a frame drawn
+    between add_row and that moment stays on screen, every column at its header's width ("16:2"
+    for a time, "/old" for a path), until the next change (Textual issue #4470, open; seen on
+    Textual 8.2.8). The widening always grows the table's scrollable width, so a watcher of
+    ``virtual_size`` sees it; rewriting a cell with its own value (``update_cell``, a public
+    change) then repaints every row at the new widths. Public API only:
+    tests/test_dashboard_textual.py checks what this relies on."""
 
-    def _update_dimensions(self, new_rows) -> None:
-        before = [column.content_width for column in self.columns.values()]
-        super()._update_dimensions(new_rows)
-        if [column.content_width for column in self.columns.values()] != before:
-            self._update_count += 1
-            self.refresh()
+    _drawn_widths: tuple[int, ...] = ()  # the column widths the rows on screen were drawn at
+
+    def on_mount(self) -> None:
+        self.watch(self, "virtual_size", self._repaint_if_widened, init=False)
+
+    def _repaint_if_widened(self) -> None:
+        widths = tuple(column.get_render_width(self) for column in self.ordered_columns)
+        if widths == self._drawn_widths:
+            return
+        self._drawn_widths = widths
+        if self.row_count:
+            row, column = self.ordered_rows[0].key, self.ordered_columns[0].key
+            self.update_cell(row, column, self.get_cell(row, column))
 
 
 class EventsPanel(Vertical):
