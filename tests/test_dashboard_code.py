@@ -1,5 +1,5 @@
 """The dashboard's code keeps its shape: it touches no private part of anything but itself,
-and its private names do not shadow Textual's.
+its private names do not shadow Textual's, and its functions and classes stay small.
 
 Read from the source (ast), so a breach is named with its file and line. Private parts of a
 library (``obj._x``, ``super()._x``, ``from textual._x import``) change without notice in any
@@ -19,6 +19,8 @@ import dashboard
 from procs import REPO
 
 DASHBOARD = REPO / "dashboard"
+MAX_FUNCTION_LINES = 40
+MAX_CLASS_LINES = 150  # a class longer than this does more than one job
 
 
 def modules() -> list[Path]:
@@ -126,3 +128,15 @@ def test_the_dashboards_private_names_do_not_shadow_those_of_its_textual_base_cl
             clashes.append(f"{path.relative_to(REPO)}: {cls.__name__}.{name}")
     assert not clashes, ("names Textual uses for its own state, overwritten by a dashboard class "
                          "(rename ours):\n" + "\n".join(clashes))
+
+
+def test_no_dashboard_function_is_longer_than_40_lines_nor_any_class_longer_than_150():
+    too_long = []
+    for path in modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            limit = MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else \
+                MAX_FUNCTION_LINES if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+            if limit is not None and node.end_lineno - node.lineno + 1 > limit:
+                too_long.append(f"{where(path, node)} {node.name}: "
+                                f"{node.end_lineno - node.lineno + 1} lines (at most {limit})")
+    assert not too_long, "split these by job:\n" + "\n".join(too_long)

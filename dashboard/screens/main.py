@@ -21,7 +21,8 @@ from textual.widgets import DataTable, Footer, Input
 from textual.worker import get_current_worker
 
 from ..client import ApplianceClient
-from ..state import DashboardState, Reading, gather
+from ..reading import Reading, gather
+from ..state import DashboardState
 from ..stats import StatsState
 from ..widgets.banner import Banner, banner_lines
 from ..widgets.events import EventsPanel

@@ -16,8 +16,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input
 
+from ..event_log import MAX_EVENTS, event_key
 from ..format import event_time
-from ..state import MAX_EVENTS, event_key
 
 COLUMNS = ("time", "type", "method", "path", "status", "user_ip", "request_id")
 PATH_WIDTH = 20  # characters of a path shown; the detail view (enter) has all of it
