@@ -25,24 +25,10 @@ from ..reading import Reading, gather
 from ..state import DashboardState
 from ..stats import StatsState
 from ..widgets.banner import Banner, banner_lines
-from ..widgets.events import EventsPanel
+from ..widgets.events import EventsPanel, EventsTable
 from ..widgets.figures import FiguresPanel
 from ..widgets.header import ApplianceHeader
 from ..widgets.health import HealthPanel
-
-# (keys, what they do): the help screen lists exactly these
-KEYS = (
-    ("q", "quit"),
-    ("r", "refresh now (and retry at once after a failure)"),
-    ("f or /", "filter the events: any text, or type:<event type>"),
-    ("enter", "open the selected event's JSON; in the filter: keep it"),
-    ("esc", "clear the filter; back from the event view"),
-    ("space", "pause / resume new rows in the events table"),
-    ("s", "the last hour: top clients, routes, answers, latency"),
-    ("↑ ↓ PgUp PgDn", "move; on the top row (the newest) it follows new events"),
-    ("Home End", "newest / oldest event"),
-    ("?", "this help"),
-)
 
 
 class MainScreen(Screen):
@@ -150,8 +136,9 @@ class MainScreen(Screen):
         self.app.push_screen(StatsScreen(self.client, self.state, self.stats, clock=self.clock))
 
     def action_help(self) -> None:
-        from .help import HelpScreen
-        self.app.push_screen(HelpScreen(KEYS))
+        from .help import HelpScreen, help_lines
+        bindings = [*self.app.BINDINGS, *self.BINDINGS, *EventsTable.BINDINGS]
+        self.app.push_screen(HelpScreen(help_lines(bindings)))
 
     # --- messages --------------------------------------------------------------------------
 
