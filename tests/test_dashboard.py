@@ -673,7 +673,7 @@ def test_an_idle_appliance_reads_its_probe_rate_beside_a_low_flat_req_s_sparklin
             app.screen.redraw()
             await pilot.pause()
             # 0.2 req/s: the value and every column of the line say the same; the line stays low
-            # (its scale reaches at least 1/s), while the old one stood at full height beside 0.0/s
+            # (its scale reaches at least 1/s), not at full height for a probe every 5 s
             assert line_with(app, "req/s").split("│")[-2].strip() == "req/s        0.2/s ▂▂▂▂▂▂▂▂▂▂▂"
     run(scenario)
 

@@ -1,6 +1,6 @@
 """The recent events table: newest first, like /events answers, with a filter line and a pause.
 
-It opens on the newest row, at the top, where a table starts anyway (no scroll to wait for).
+It opens on the newest row, at the top, where a table starts: nothing needs scrolling first.
 Rows are keyed by event_id and only new ones are added, above the others; what is on screen
 never moves under the reader: the table follows the newest row only while the cursor is on it
 (the top row), otherwise cursor and view keep to the rows they were on.
