@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 
 from ..client import ApplianceClient
 from ..reading import Reading, gather
+from ..safetext import visible
 from ..state import DashboardState
 from ..stats import StatsState
 from ..widgets.banner import Banner, banner_lines
@@ -90,11 +91,13 @@ class MainScreen(Screen):
             fresh, transition = self.state.apply(reading)
             self.query_one(EventsPanel).add_events(fresh, self.state.own_events)
             if transition == "lost":
-                self.notify(f"Lost the appliance: {self.state.unreachable}", severity="error")
+                self.notify(visible(f"Lost the appliance: {self.state.unreachable}"),
+                            severity="error", markup=False)
             elif transition == "recovered":
-                self.notify("Reconnected to the appliance", severity="information")
+                self.notify("Reconnected to the appliance", severity="information", markup=False)
         except Exception as exc:  # an answer shaped beyond our guards: say so, keep polling
-            self.notify(f"Could not show this refresh: {exc!r}", severity="error")
+            self.notify(visible(f"Could not show this refresh: {exc!r}"), severity="error",
+                        markup=False)
         finally:  # whatever happened, the next poll is scheduled
             delay = self.state.retry_delay()
             self.next_poll_at = self.clock() + delay
@@ -116,7 +119,8 @@ class MainScreen(Screen):
 
     def action_pause(self) -> None:
         paused = self.query_one(EventsPanel).toggle_pause()
-        self.notify("Events paused: space resumes" if paused else "Events resumed", timeout=2)
+        self.notify("Events paused: space resumes" if paused else "Events resumed", timeout=2,
+                    markup=False)
 
     def action_filter(self) -> None:
         panel = self.query_one(EventsPanel)
@@ -154,7 +158,7 @@ class MainScreen(Screen):
     def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
         event = self.state.events.get(str(message.row_key.value))
         if event is None:
-            self.notify("That event is no longer in memory", severity="warning")
+            self.notify("That event is no longer in memory", severity="warning", markup=False)
             return
         from .detail import EventDetailScreen
         self.app.push_screen(EventDetailScreen(event))

@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Input
 
 from ..event_log import MAX_EVENTS, event_key
 from ..format import event_time
+from ..safetext import plain
 
 COLUMNS = ("time", "type", "method", "path", "status", "user_ip", "request_id")
 PATH_WIDTH = 20  # characters of a path shown; the detail view (enter) has all of it
@@ -32,24 +33,34 @@ def status_cell(status: Any) -> Text:
     return Text(str(status), style=style)
 
 
-def shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def shorten(text: Text, width: int) -> Text:
+    if len(text) <= width:
+        return text
+    short = text[: width - 1]
+    short.append("…")
+    return short
 
 
-class TimeCell(str):
+class TimeCell(Text):
     """The time shown, carrying the row's place in arrival order (what the table sorts on)."""
 
     arrival: int = 0
 
 
-def cells(event: dict[str, Any], arrival: int = 0) -> tuple[Any, ...]:
-    time = TimeCell(event_time(event.get("occurred_at")))
-    time.arrival = arrival
-    return (time, str(event.get("event_type", "")),
-            str(event.get("method") or ""),
-            shorten(str(event.get("path") or event.get("topic") or ""), PATH_WIDTH),
-            status_cell(event.get("status")), str(event.get("user_ip") or ""),
-            shorten(str(event.get("request_id") or ""), REQUEST_ID_WIDTH + 1))
+def time_cell(stamp: Any, arrival: int) -> TimeCell:
+    cell = TimeCell()
+    cell.append(plain(event_time(stamp)))
+    cell.arrival = arrival
+    return cell
+
+
+def cells(event: dict[str, Any], arrival: int = 0) -> tuple[Text, ...]:
+    """The row of an event: every field as plain Text (an event's fields are its clients')."""
+    return (time_cell(event.get("occurred_at"), arrival), plain(event.get("event_type", "")),
+            plain(event.get("method") or ""),
+            shorten(plain(event.get("path") or event.get("topic") or ""), PATH_WIDTH),
+            status_cell(event.get("status")), plain(event.get("user_ip") or ""),
+            shorten(plain(event.get("request_id") or ""), REQUEST_ID_WIDTH + 1))
 
 
 def matches(event: dict[str, Any], query: str) -> bool:
@@ -211,4 +222,4 @@ class EventsPanel(Vertical):
             parts.append(f"⏸ PAUSED ({len(self.pending)} new)")
         if self.own_hidden:
             parts.append(f"{self.own_hidden} own polls hidden")
-        self.border_title = " · ".join(parts)
+        self.border_title = plain(" · ".join(parts))  # the filter is typed text: never markup

@@ -1,0 +1,186 @@
+"""Hostile data from the appliance is drawn as text, everywhere, and never ends the dashboard.
+
+Anonymous clients choose what the appliance records: a path, a query, a User-Agent, a proxy
+chain, a custom event's payload. Here a fake client answers with every shape of such a value in
+every field the dashboard draws (events, component details, hostname, version, errors, top
+lists, stats), and the screens must show each one verbatim, markup as the characters it is made
+of and control characters as visible escapes, with no control character reaching the screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from test_dashboard import screen_text, until
+from test_dashboard_snapshots import FakeClient, FixedClock, stamp
+from textual.widgets import DataTable, Input
+
+from dashboard.app import DashboardApp
+from dashboard.client import ApplianceError
+from dashboard.screens.detail import EventDetailScreen
+from dashboard.screens.main import MainScreen
+from dashboard.screens.stats import StatsScreen
+
+# (what a client sent, what the screen shows, what the event's JSON view shows: JSON's escapes)
+SHAPES = (
+    ("[/]", "[/]", "[/]"),
+    ("[@click=app.quit]", "[@click=app.quit]", "[@click=app.quit]"),
+    ("[link=https://example.invalid]x[/link]", "[link=https://example.invalid]x[/link]",
+     "[link=https://example.invalid]x[/link]"),
+    ("[bold red]", "[bold red]", "[bold red]"),
+    ("\x1b]0;PWNED\x07\x1b[2J", r"\x1b]0;PWNED\x07\x1b[2J", r"\u001b]0;PWNED\u0007\u001b[2J"),
+    ("\x1b]52;c;SGVsbG8=\x07", r"\x1b]52;c;SGVsbG8=\x07", r"\u001b]52;c;SGVsbG8=\u0007"),
+    ("\x1b]8;;http://x\x07link\x1b]8;;\x07", r"\x1b]8;;http://x\x07link\x1b]8;;\x07",
+     r"\u001b]8;;http://x\u0007link\u001b]8;;\u0007"),
+    ("\x9b31m", r"\x9b31m", r"\u009b31m"),
+    ("[", "[", "["),
+    ("/admin\u202egnp.exe", r"/admin\u202egnp.exe", r"/admin\u202egnp.exe"),
+    ("line\nbreak\tand\rreturn", r"line\nbreak\tand\rreturn", r"line\nbreak\tand\rreturn"),
+    ("lone \udc80 surrogate", r"lone \udc80 surrogate", r"lone \udc80 surrogate"),
+)
+SENT = [sent for sent, _, _ in SHAPES]
+SHOWN = [shown for _, shown, _ in SHAPES]
+IN_JSON = [in_json for _, _, in_json in SHAPES]
+CONTROLS = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))] + ["\u202e", "\udc80"]
+SIZE = (220, 60)
+PATH_WIDTH = 20  # characters of a path the events table shows
+
+
+def shape(index: int) -> str:
+    return SENT[index % len(SENT)]
+
+
+def http_event(index: int, value: str) -> dict[str, Any]:
+    return {"event_type": "http_response", "event_id": f"00000000-0000-4000-8000-{index:012d}",
+            "request_id": value, "occurred_at": stamp(60 - index), "persisted_at": stamp(59 - index),
+            "hostname": value, "method": value, "route": value, "path": value, "query": value,
+            "status": 200, "duration_ms": 1.0, "user_ip": value, "proxy_chain": value,
+            "user_agent": value, "bytes": 10}
+
+
+def custom_event() -> dict[str, Any]:
+    return {"event_type": "deploy.finished", "event_id": "00000000-0000-4000-8000-999999999999",
+            "request_id": "req-custom", "occurred_at": stamp(1), "persisted_at": stamp(1),
+            "hostname": "web-1", "payload": {sent: sent for sent in SENT}}
+
+
+def status() -> dict[str, Any]:
+    components = {f"x{index}": {"state": sent, "detail": sent, "since": stamp(30),
+                                "checked_at": stamp(1), "data": {}} for index, sent in enumerate(SENT)}
+    return {"version": shape(4), "hostname": shape(0), "api_uptime_s": 5.0, "overall": shape(1),
+            "stale": True, "agent": {"state": shape(3), "detail": shape(6)}, "components": components,
+            "history": {"kafka": [[shape(0), shape(1), {"lag_total": shape(2)}], shape(3)]}}
+
+
+def stats() -> dict[str, Any]:
+    return {"since": shape(0), "until": shape(4), "total": 12,
+            "by_type": {sent: 1 for sent in SENT}, "by_status_class": {shape(5): 3, "2xx": 9},
+            "top_clients": [{"user_ip": sent, "count": 10 - i} for i, sent in enumerate(SENT[:9])],
+            "top_routes": [{"route": sent, "count": 10 - i} for i, sent in enumerate(SENT[:9])],
+            "top_proxy_chains": [{"proxy_chain": sent, "count": 1} for sent in SENT],
+            "duration_ms": {"p50": shape(1), "p95": 1.0, "p99": None}}
+
+
+def hostile_answers() -> dict[str, Any]:
+    return {"/status": status(), "/version": {"version": shape(2)},
+            "/events": {"events": [custom_event(), *(http_event(i, sent) for i, sent in enumerate(SENT))]},
+            "/events/stats": stats(),
+            "/metrics": ApplianceError(ApplianceError.SERVER, f"GET /metrics: 500 {shape(5)}", 500)}
+
+
+def assert_safe(app: DashboardApp, where: str) -> str:
+    """The app runs, and no control character is on its screen; returns the screen's text."""
+    assert app.is_running and app.return_code is None, f"the dashboard ended on {where}"
+    text = screen_text(app)
+    raw = sorted({repr(char) for char in CONTROLS if char in text.replace("\n", "")})
+    assert not raw, f"raw control characters on the {where}: {raw}\n{text}"
+    return text
+
+
+def assert_shown(text: str, expected: list[str], where: str) -> None:
+    missing = [shown for shown in expected if shown not in text]
+    assert not missing, f"not shown verbatim on the {where}: {missing}\n{text}"
+
+
+def shortened(shown: str, width: int) -> str:
+    return shown if len(shown) <= width else shown[:width - 1] + "…"
+
+
+async def open_dashboard(pilot_app: DashboardApp, scenario) -> None:
+    async with pilot_app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await scenario(pilot)
+
+
+def run(scenario, answers: dict[str, Any] | None = None) -> DashboardApp:
+    app = DashboardApp(FakeClient(answers or hostile_answers()), interval=3600, clock=FixedClock())
+    asyncio.run(asyncio.wait_for(open_dashboard(app, scenario), 60))
+    return app
+
+
+def test_the_main_screen_shows_hostile_fields_as_text():
+    async def scenario(pilot):
+        text = assert_safe(pilot.app, "main screen")
+        assert isinstance(pilot.app.screen, MainScreen)
+        assert_shown(text, [shortened(shown, PATH_WIDTH) for shown in SHOWN], "events table")
+        assert_shown(text, SHOWN, "health panel")
+        header = text.splitlines()[0]
+        assert_shown(header, [SHOWN[0], SHOWN[2], SHOWN[1]], "header (hostname, version, overall)")
+        assert_shown(text, [f"GET /metrics: 500 {SHOWN[5]}", SHOWN[6]], "banner (a problem, the agent)")
+        assert pilot.app.screen.query_one(DataTable).row_count == len(SHAPES) + 1
+    run(scenario)
+
+
+def test_the_event_view_shows_a_hostile_event_as_json_with_json_escapes():
+    async def scenario(pilot):
+        await pilot.press("enter")  # the newest row: the custom event with every shape
+        assert isinstance(pilot.app.screen, EventDetailScreen)
+        text = assert_safe(pilot.app, "event view")
+        assert_shown(text, [f'"{shown}": "{shown}"' for shown in IN_JSON], "event view (its payload)")
+        await pilot.press("escape", "down", "enter")  # the next: an HTTP event, hostile everywhere
+        assert isinstance(pilot.app.screen, EventDetailScreen)
+        assert_safe(pilot.app, "event view of an HTTP event")
+        await pilot.press("escape")
+        assert isinstance(pilot.app.screen, MainScreen)
+    run(scenario)
+
+
+def test_the_stats_screen_shows_hostile_names_as_text():
+    async def scenario(pilot):
+        await pilot.press("s")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, StatsScreen)
+        text = assert_safe(pilot.app, "stats screen")
+        assert_shown(text, SHOWN[:9], "top lists")
+        assert_shown(text, [SHOWN[4]], "window in the title")
+        await pilot.press("escape")
+        assert isinstance(pilot.app.screen, MainScreen)
+    run(scenario)
+
+
+def test_a_hostile_failure_reason_is_text_in_the_banner_and_the_notification():
+    answers = hostile_answers()
+    answers["/status"] = [status(), ApplianceError(ApplianceError.UNREACHABLE, f"{shape(1)} {shape(7)}")]
+
+    async def scenario(pilot):
+        pilot.app.screen.poll()  # the second poll: the appliance is gone, for a hostile reason
+        await pilot.app.workers.wait_for_complete()
+        await until(pilot, lambda: "Lost the appliance" in screen_text(pilot.app), "the notification")
+        text = assert_safe(pilot.app, "lost connection")
+        assert_shown(text, [f"Lost the appliance: {SHOWN[1]} {SHOWN[7]}",
+                           f"Appliance unreachable at http://10.0.0.5:8080: {SHOWN[1]} {SHOWN[7]}"],
+                     "notification and banner")
+    run(scenario, answers)
+
+
+def test_a_filter_typed_with_markup_is_text_in_the_table_title():
+    async def scenario(pilot):
+        await pilot.press("f", *"[/]")
+        assert pilot.app.screen.query_one("#filter", Input).value == "[/]"
+        await pilot.pause()
+        text = assert_safe(pilot.app, "filtered table")
+        assert "filter “[/]”" in text
+    run(scenario)
