@@ -319,3 +319,11 @@ def test_in_a_real_terminal_hostile_events_change_no_title_clipboard_nor_screen(
         assert tmux.show("dashboard", "#{pane_dead}") == "0", tmux.screen("dashboard")
     finally:
         tmux.stop()
+
+
+def test_snapshot_of_hostile_fields_with_their_escapes_in_reverse_video(snap_compare):
+    async def run_before(pilot) -> None:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+    app = DashboardApp(FakeClient(hostile_answers()), interval=3600, clock=FixedClock())
+    assert snap_compare(app, run_before=run_before, terminal_size=(120, 40))
