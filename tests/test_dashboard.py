@@ -211,6 +211,11 @@ def test_health_panel_shows_each_state_the_status_endpoint_reports(appliance):
     run(scenario)
 
 
+def path_at(table: DataTable, row: int) -> str:
+    """The path a row of the events table shows (its cells are rich Text)."""
+    return str(table.get_row_at(row)[3])
+
+
 def visible_paths(app: DashboardApp) -> list[str]:
     """The paths of the events table's rows on screen, top to bottom."""
     lines = screen_text(app).splitlines()
@@ -251,7 +256,7 @@ def test_the_table_opens_on_the_newest_event_and_new_ones_come_in_above_it(appli
             table = events_table(app)
             await until(pilot, lambda: table.row_count == 43, "the 43 seeded events")
             # newest first, like /events: the newest on top, selected, on screen; the oldest below
-            assert [table.get_row_at(i)[3] for i in (0, 1, 42)] == ["/older/39", "/older/38", "/seeded/0"]
+            assert [path_at(table, i) for i in (0, 1, 42)] == ["/older/39", "/older/38", "/seeded/0"]
             assert (table.cursor_row, table.scroll_y) == (0, 0)
             # the screen follows the rows by a refresh (column widths included): wait for it
             newest = [f"/older/{i}" for i in range(39, 33, -1)]
@@ -265,7 +270,7 @@ def test_the_table_opens_on_the_newest_event_and_new_ones_come_in_above_it(appli
 
             insert_events(data_dir, http_response("/brand-new"))
             await until(pilot, lambda: table.row_count == 44, "the new event")
-            assert table.get_row_at(0)[3] == "/brand-new"
+            assert path_at(table, 0) == "/brand-new"
             # it went in above: the reader's event and the view moved down with it, one row
             assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key == key
             assert table.cursor_row == 31
@@ -276,7 +281,7 @@ def test_the_table_opens_on_the_newest_event_and_new_ones_come_in_above_it(appli
             await pilot.pause()
             insert_events(data_dir, http_response("/newer-still"))
             await until(pilot, lambda: table.row_count == 45, "the next event")
-            assert table.cursor_row == 0 and table.get_row_at(0)[3] == "/newer-still"
+            assert table.cursor_row == 0 and path_at(table, 0) == "/newer-still"
             await until(pilot, lambda: visible_paths(app)[0] == "/newer-still", "the followed row on screen")
     run(scenario)
 
@@ -305,8 +310,8 @@ def test_past_its_bound_the_table_drops_its_oldest_rows_at_once_and_keeps_the_re
             await pilot.pause()
             table = panel.table
             assert table.row_count == 50
-            assert [table.get_row_at(i)[3] for i in (0, 49)] == ["/74", "/25"]  # the newest 50
-            assert table.cursor_row == 25 and table.get_row_at(25)[3] == "/49"
+            assert [path_at(table, i) for i in (0, 49)] == ["/74", "/25"]  # the newest 50
+            assert table.cursor_row == 25 and path_at(table, 25) == "/49"
     run(scenario)
 
 
@@ -673,7 +678,7 @@ def test_an_idle_appliance_reads_its_probe_rate_beside_a_low_flat_req_s_sparklin
             app.screen.redraw()
             await pilot.pause()
             # 0.2 req/s: the value and every column of the line say the same; the line stays low
-            # (its scale reaches at least 1/s), while the old one stood at full height beside 0.0/s
+            # (its scale reaches at least 1/s), not at full height for a probe every 5 s
             assert line_with(app, "req/s").split("│")[-2].strip() == "req/s        0.2/s ▂▂▂▂▂▂▂▂▂▂▂"
     run(scenario)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rich.syntax import Syntax
@@ -11,6 +10,8 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
+
+from ..safetext import json_text, plain
 
 
 class EventDetailScreen(Screen):
@@ -21,8 +22,8 @@ class EventDetailScreen(Screen):
         self.event = event
 
     def compose(self) -> ComposeResult:
-        title = f"{self.event.get('event_type', 'event')} · {self.event.get('occurred_at', '')}"
-        body = json.dumps(self.event, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        title = plain(f"{self.event.get('event_type', 'event')} · {self.event.get('occurred_at', '')}")
+        body = json_text(self.event)
         with VerticalScroll(id="detail") as scroll:
             scroll.border_title = title
             scroll.border_subtitle = "esc: back"

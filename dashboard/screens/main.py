@@ -21,27 +21,15 @@ from textual.widgets import DataTable, Footer, Input
 from textual.worker import get_current_worker
 
 from ..client import ApplianceClient
-from ..state import DashboardState, Reading, gather
+from ..reading import Reading, gather
+from ..safetext import visible
+from ..state import DashboardState
 from ..stats import StatsState
 from ..widgets.banner import Banner, banner_lines
-from ..widgets.events import EventsPanel
+from ..widgets.events import EventsPanel, EventsTable
 from ..widgets.figures import FiguresPanel
 from ..widgets.header import ApplianceHeader
 from ..widgets.health import HealthPanel
-
-# (keys, what they do): the help screen lists exactly these
-KEYS = (
-    ("q", "quit"),
-    ("r", "refresh now (and retry at once after a failure)"),
-    ("f or /", "filter the events: any text, or type:<event type>"),
-    ("enter", "open the selected event's JSON; in the filter: keep it"),
-    ("esc", "clear the filter; back from the event view"),
-    ("space", "pause / resume new rows in the events table"),
-    ("s", "the last hour: top clients, routes, answers, latency"),
-    ("↑ ↓ PgUp PgDn", "move; on the top row (the newest) it follows new events"),
-    ("Home End", "newest / oldest event"),
-    ("?", "this help"),
-)
 
 
 class MainScreen(Screen):
@@ -103,11 +91,13 @@ class MainScreen(Screen):
             fresh, transition = self.state.apply(reading)
             self.query_one(EventsPanel).add_events(fresh, self.state.own_events)
             if transition == "lost":
-                self.notify(f"Lost the appliance: {self.state.unreachable}", severity="error")
+                self.notify(visible(f"Lost the appliance: {self.state.unreachable}"),
+                            severity="error", markup=False)
             elif transition == "recovered":
-                self.notify("Reconnected to the appliance", severity="information")
+                self.notify("Reconnected to the appliance", severity="information", markup=False)
         except Exception as exc:  # an answer shaped beyond our guards: say so, keep polling
-            self.notify(f"Could not show this refresh: {exc!r}", severity="error")
+            self.notify(visible(f"Could not show this refresh: {exc!r}"), severity="error",
+                        markup=False)
         finally:  # whatever happened, the next poll is scheduled
             delay = self.state.retry_delay()
             self.next_poll_at = self.clock() + delay
@@ -129,7 +119,8 @@ class MainScreen(Screen):
 
     def action_pause(self) -> None:
         paused = self.query_one(EventsPanel).toggle_pause()
-        self.notify("Events paused: space resumes" if paused else "Events resumed", timeout=2)
+        self.notify("Events paused: space resumes" if paused else "Events resumed", timeout=2,
+                    markup=False)
 
     def action_filter(self) -> None:
         panel = self.query_one(EventsPanel)
@@ -149,8 +140,9 @@ class MainScreen(Screen):
         self.app.push_screen(StatsScreen(self.client, self.state, self.stats, clock=self.clock))
 
     def action_help(self) -> None:
-        from .help import HelpScreen
-        self.app.push_screen(HelpScreen(KEYS))
+        from .help import HelpScreen, help_lines
+        bindings = [*self.app.BINDINGS, *self.BINDINGS, *EventsTable.BINDINGS]
+        self.app.push_screen(HelpScreen(help_lines(bindings)))
 
     # --- messages --------------------------------------------------------------------------
 
@@ -166,7 +158,7 @@ class MainScreen(Screen):
     def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
         event = self.state.events.get(str(message.row_key.value))
         if event is None:
-            self.notify("That event is no longer in memory", severity="warning")
+            self.notify("That event is no longer in memory", severity="warning", markup=False)
             return
         from .detail import EventDetailScreen
         self.app.push_screen(EventDetailScreen(event))

@@ -21,6 +21,7 @@ from textual.worker import get_current_worker
 
 from ..client import ApplianceClient, ApplianceError
 from ..format import clock_time
+from ..safetext import plain
 from ..state import DashboardState
 from ..stats import STATS_INTERVAL, Stats, StatsState, fetch_stats
 from ..widgets.banner import Banner, stats_banner_lines
@@ -102,7 +103,7 @@ class StatsScreen(Screen):
             for panel in self.query(TopPanel):
                 panel.show(None, 0, False)
             return
-        box.border_title = f"Last hour · {window(stats)}"
+        box.border_title = plain(f"Last hour · {window(stats)}")
         box.border_subtitle = (f"stale: from {clock_time(known.fetched_at)}" if stale
                                else f"refreshed {clock_time(known.fetched_at)}")
         text.update(summary(stats))

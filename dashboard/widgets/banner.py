@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ..client import ApplianceError
+from ..safetext import plain
 from ..state import DashboardState
 
 
@@ -45,4 +46,5 @@ class Banner(Static):
     def show(self, lines: list[tuple[str, str]]) -> None:
         self.display = bool(lines)
         self.set_class(any(kind == "error" for kind, _ in lines), "-error")
-        self.update(Text("\n".join(text for _, text in lines), overflow="ellipsis"))
+        body = Text("\n", overflow="ellipsis").join(plain(text) for _, text in lines)
+        self.update(body)

@@ -1,6 +1,6 @@
 """The recent events table: newest first, like /events answers, with a filter line and a pause.
 
-It opens on the newest row, at the top, where a table starts anyway (no scroll to wait for).
+It opens on the newest row, at the top, where a table starts: nothing needs scrolling first.
 Rows are keyed by event_id and only new ones are added, above the others; what is on screen
 never moves under the reader: the table follows the newest row only while the cursor is on it
 (the top row), otherwise cursor and view keep to the rows they were on.
@@ -16,8 +16,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input
 
+from ..event_log import MAX_EVENTS, event_key
 from ..format import event_time
-from ..state import MAX_EVENTS, event_key
+from ..safetext import plain
 
 COLUMNS = ("time", "type", "method", "path", "status", "user_ip", "request_id")
 PATH_WIDTH = 20  # characters of a path shown; the detail view (enter) has all of it
@@ -32,24 +33,34 @@ def status_cell(status: Any) -> Text:
     return Text(str(status), style=style)
 
 
-def shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def shorten(text: Text, width: int) -> Text:
+    if len(text) <= width:
+        return text
+    short = text[: width - 1]
+    short.append("…")
+    return short
 
 
-class TimeCell(str):
+class TimeCell(Text):
     """The time shown, carrying the row's place in arrival order (what the table sorts on)."""
 
     arrival: int = 0
 
 
-def cells(event: dict[str, Any], arrival: int = 0) -> tuple[Any, ...]:
-    time = TimeCell(event_time(event.get("occurred_at")))
-    time.arrival = arrival
-    return (time, str(event.get("event_type", "")),
-            str(event.get("method") or ""),
-            shorten(str(event.get("path") or event.get("topic") or ""), PATH_WIDTH),
-            status_cell(event.get("status")), str(event.get("user_ip") or ""),
-            shorten(str(event.get("request_id") or ""), REQUEST_ID_WIDTH + 1))
+def time_cell(stamp: Any, arrival: int) -> TimeCell:
+    cell = TimeCell()
+    cell.append(plain(event_time(stamp)))
+    cell.arrival = arrival
+    return cell
+
+
+def cells(event: dict[str, Any], arrival: int = 0) -> tuple[Text, ...]:
+    """The row of an event: every field as plain Text (an event's fields are its clients')."""
+    return (time_cell(event.get("occurred_at"), arrival), plain(event.get("event_type", "")),
+            plain(event.get("method") or ""),
+            shorten(plain(event.get("path") or event.get("topic") or ""), PATH_WIDTH),
+            status_cell(event.get("status")), plain(event.get("user_ip") or ""),
+            shorten(plain(event.get("request_id") or ""), REQUEST_ID_WIDTH + 1))
 
 
 def matches(event: dict[str, Any], query: str) -> bool:
@@ -65,18 +76,28 @@ def matches(event: dict[str, Any], query: str) -> bool:
 class EventsTable(DataTable):
     """A DataTable that repaints once it has widened its columns for new rows.
 
-    DataTable measures new rows when it is next idle and widens the columns then, but a frame
-    drawn between add_row and that moment could stay on screen, every column at its header's
-    width ("16:2" for a time, "/old" for a path), until the next change: seen in a fresh
-    container on the first run after install (everything slow), never once warm. Counting the
-    widening as a change (the counter DataTable's render caches are keyed by) repaints it."""
+    DataTable measures new rows when it is next idle and widens the columns then, but its
+    render caches are keyed by a change counter that the widening leaves alone: a frame drawn
+    between add_row and that moment stays on screen, every column at its header's width ("16:2"
+    for a time, "/old" for a path), until the next change (Textual issue #4470, open; seen on
+    Textual 8.2.8). The widening always grows the table's scrollable width, so a watcher of
+    ``virtual_size`` sees it; rewriting a cell with its own value (``update_cell``, a public
+    change) then repaints every row at the new widths. Public API only:
+    tests/test_dashboard_textual.py checks what this relies on."""
 
-    def _update_dimensions(self, new_rows) -> None:
-        before = [column.content_width for column in self.columns.values()]
-        super()._update_dimensions(new_rows)
-        if [column.content_width for column in self.columns.values()] != before:
-            self._update_count += 1
-            self.refresh()
+    _drawn_widths: tuple[int, ...] = ()  # the column widths the rows on screen were drawn at
+
+    def on_mount(self) -> None:
+        self.watch(self, "virtual_size", self._repaint_if_widened, init=False)
+
+    def _repaint_if_widened(self) -> None:
+        widths = tuple(column.get_render_width(self) for column in self.ordered_columns)
+        if widths == self._drawn_widths:
+            return
+        self._drawn_widths = widths
+        if self.row_count:
+            row, column = self.ordered_rows[0].key, self.ordered_columns[0].key
+            self.update_cell(row, column, self.get_cell(row, column))
 
 
 class EventsPanel(Vertical):
@@ -201,4 +222,4 @@ class EventsPanel(Vertical):
             parts.append(f"⏸ PAUSED ({len(self.pending)} new)")
         if self.own_hidden:
             parts.append(f"{self.own_hidden} own polls hidden")
-        self.border_title = " · ".join(parts)
+        self.border_title = plain(" · ".join(parts))  # the filter is typed text: never markup

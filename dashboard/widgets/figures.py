@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widget import Widget
 
+from ..figures import FIGURES, INTERVAL_FIGURES
 from ..format import figure_value
-from ..state import FIGURES, INTERVAL_FIGURES, DashboardState
+from ..state import DashboardState
 
 BARS = "▁▂▃▄▅▆▇█"
 LABEL_WIDTH, VALUE_WIDTH = 10, 8

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ..format import clock_time, duration, state_badge
+from ..safetext import plain
 from ..state import DashboardState
 
 
@@ -15,7 +16,7 @@ class ApplianceHeader(Static):
     def show(self, state: DashboardState) -> None:
         status = state.status
         if not status:
-            self.update(Text.assemble((state.url, "bold"), (" │ ", "dim"),
+            self.update(Text.assemble(plain(state.url, "bold"), (" │ ", "dim"),
                                       ("not connected yet", "dim"), no_wrap=True))
             return
         version = state.version.get("version") or status.get("version") or "?"
@@ -30,9 +31,9 @@ class ApplianceHeader(Static):
         line = Text(no_wrap=True, overflow="ellipsis")
         if status.get("overall") and state.connected:
             badge, style = state_badge(status["overall"])
-            line.append(f"{badge} ", style=style)
+            line.append(plain(f"{badge} ", style))
         for index, (text, style) in enumerate(parts):
             if index:
                 line.append(" │ ", style="dim")
-            line.append(text, style=style)
+            line.append(plain(text, style))
         self.update(line)

@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 from ..format import duration, state_badge
 from ..metrics import parse_iso
+from ..safetext import plain
 from ..state import DashboardState
 
 # component name -> label, in the order shown; unknown components follow, sorted
@@ -37,13 +38,13 @@ def health_table(state: DashboardState, now: float) -> Table:
     for name, entry in ordered(state.components):
         since = parse_iso(entry.get("since"))
         badge, style = state_badge(entry.get("state"))
-        table.add_row(Text(badge, style=style), LABELS.get(name, name),
+        table.add_row(plain(badge, style), plain(LABELS.get(name, name)),
                       Text(duration(None if since is None else now - since), style="dim"),
-                      str(entry.get("detail", "")))
+                      plain(entry.get("detail", "")))
     agent = state.agent
     if agent:
         badge, style = state_badge(agent.get("state"))
-        table.add_row(Text(badge, style=style), "status agent", "", str(agent.get("detail", "")))
+        table.add_row(plain(badge, style), "status agent", "", plain(agent.get("detail", "")))
     return table
 
 
@@ -60,7 +61,7 @@ class HealthPanel(VerticalScroll):
         if overall:
             badge, _ = state_badge(overall)
             stale = " (stale)" if state.status.get("stale") or state.unreachable else ""
-            self.border_title = f"Health {badge}{stale}"
+            self.border_title = plain(f"Health {badge}{stale}")
         else:
             self.border_title = "Health"
         self.set_class(bool(state.unreachable), "-stale")

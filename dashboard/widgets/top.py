@@ -9,6 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from ..format import event_time, figure_value
+from ..safetext import plain
 from ..stats import Entry, Stats
 
 CLASS_STYLES = {"2xx": "green", "3xx": "cyan", "4xx": "yellow", "5xx": "bold red"}
@@ -34,12 +35,12 @@ def summary(stats: Stats) -> Text:
     for index, (name, count) in enumerate(sorted(stats.by_type.items(), key=lambda kv: (-kv[1], kv[0]))):
         if count:
             text.append(": " if index == 0 else " · ")
-            text.append(f"{name} {number(count)}")
+            text.append(plain(f"{name} {number(count)}"))
     text.append("\nanswers ", style="bold")
     classes = sorted(stats.by_status_class.items())
     for index, (name, count) in enumerate(classes):
         text.append(" · " if index else "")
-        text.append(f"{name} {number(count)}", style=CLASS_STYLES.get(name, ""))
+        text.append(plain(f"{name} {number(count)}", CLASS_STYLES.get(name, "")))
     if not classes:
         text.append("none", style="dim")
     text.append("\nduration ", style="bold")
@@ -59,7 +60,7 @@ def top_table(entries: tuple[Entry, ...], whole: int) -> Table:
     table.add_column("bar", ratio=1, no_wrap=True)
     biggest = max((e.count for e in entries), default=0)
     for entry, count in zip(entries, counts):
-        table.add_row(entry.name or "(none)", count, Text(share(entry.count, whole), style="dim"),
+        table.add_row(plain(entry.name or "(none)"), count, Text(share(entry.count, whole), style="dim"),
                       Bar(biggest or 1, 0, entry.count, color="cyan"))
     return table
 
