@@ -44,7 +44,8 @@ def parse_scrape(text: str, at: float) -> Scrape:
                 continue
             if name == "http_requests_total":
                 sums["requests"] = _add(sums["requests"], value)
-                sums["errors"] = _add(sums["errors"], value if labels.get("status", "").startswith("5") else 0.0)
+                failed = labels.get("status", "").startswith("5")
+                sums["errors"] = _add(sums["errors"], value if failed else 0.0)
             elif name == "http_request_duration_seconds_bucket":
                 le = float(labels.get("le", "inf"))
                 buckets[le] = buckets.get(le, 0.0) + value
@@ -98,7 +99,8 @@ def rates(before: Scrape, after: Scrape, own_requests: int = 0) -> dict[str, flo
     persisted = increase(before.persisted, after.persisted)
     figures: dict[str, float | None] = {
         "requests": None if requests is None else requests / elapsed,
-        "errors": None if requests is None or errors is None else (100.0 * errors / requests if requests else 0.0),
+        "errors": (None if requests is None or errors is None
+                   else 100.0 * errors / requests if requests else 0.0),
         "persisted": None if persisted is None else persisted / elapsed,
         "p95": None,
     }

@@ -219,7 +219,8 @@ class ApiProcess(Process, HttpClient):
             except OSError:
                 pass
             time.sleep(0.05)
-        pytest.fail(f"server did not answer /healthz within {timeout} s:\n{self.stderr()}\n{self.stdout()[-4000:]}")
+        pytest.fail(f"server did not answer /healthz within {timeout} s:\n{self.stderr()}\n"
+                    f"{self.stdout()[-4000:]}")
 
     def stdout(self) -> str:
         return self.output()

@@ -296,7 +296,8 @@ def test_past_its_bound_the_table_drops_its_oldest_rows_at_once_and_keeps_the_re
 
     def batch(first: int, count: int) -> list[dict[str, Any]]:
         return [{"event_id": f"e{i}", "event_type": "http_response", "path": f"/{i}",
-                 "occurred_at": f"2026-02-03T10:00:{i % 60:02d}.000000Z"} for i in range(first, first + count)]
+                 "occurred_at": f"2026-02-03T10:00:{i % 60:02d}.000000Z"}
+                for i in range(first, first + count)]
 
     async def scenario():
         app = Panel()
@@ -503,7 +504,8 @@ def stub_status(with_history: bool = True) -> bytes:
         "components": {"kafka": {"state": "UP", "detail": "lag 7", "since": now_iso(30),
                                  "checked_at": now_iso(1), "data": {"lag_total": 7}}}}
     if with_history:
-        body["history"] = {"kafka": [[now_iso(20), "UP", {"lag_total": 3}], [now_iso(10), "UP", {"lag_total": 5}]],
+        body["history"] = {"kafka": [[now_iso(20), "UP", {"lag_total": 3}],
+                                     [now_iso(10), "UP", {"lag_total": 5}]],
                            "database": [[now_iso(20), "UP", {"rows": {"a": 100}}],
                                         [now_iso(10), "UP", {"rows": {"a": 150}}]]}
     return json.dumps(body).encode()
@@ -643,7 +645,8 @@ def test_retry_waits_double_after_each_failure_up_to_a_bound():
 
 def test_cli_has_a_dashboard_subcommand_with_its_options():
     args = cli.parser().parse_args(["dashboard", "--url", "http://10.0.0.5:8080", "--interval", "5"])
-    assert (args.command, args.url, args.token, args.interval) == ("dashboard", "http://10.0.0.5:8080", None, 5.0)
+    assert (args.command, args.url, args.token, args.interval) == (
+        "dashboard", "http://10.0.0.5:8080", None, 5.0)
     result = run_cli("dashboard", "--help")
     assert result.returncode == 0
     assert all(option in result.stdout for option in ("--url", "--token", "--interval"))

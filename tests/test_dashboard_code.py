@@ -15,8 +15,9 @@ import pkgutil
 import re
 from pathlib import Path
 
-import dashboard
 from procs import REPO
+
+import dashboard
 
 DASHBOARD = REPO / "dashboard"
 MAX_FUNCTION_LINES = 40
@@ -65,8 +66,8 @@ def private_accesses(path: Path, tree: ast.Module, ours: dict[str, set[str]]) ->
 
     def visit(node: ast.AST, own: set[str] | None) -> None:
         if isinstance(node, ast.ClassDef):
-            own = set().union(ours.get(node.name, set()),
-                              *(ours.get(base.id, set()) for base in node.bases if isinstance(base, ast.Name)))
+            bases = [base.id for base in node.bases if isinstance(base, ast.Name)]
+            own = set().union(ours.get(node.name, set()), *(ours.get(base, set()) for base in bases))
         if isinstance(node, ast.Attribute) and is_private(node.attr):
             is_self = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
             if not is_self or own is None or node.attr not in own:

@@ -56,4 +56,5 @@ def test_every_key_in_the_help_is_bound_on_the_main_screen():
     assert len(lines) >= 10
     for keys, what in lines:
         for key in keys:
-            assert TEXTUAL_NAMES.get(key, key) in bound, f"the help says {key!r} does {what!r}: it is not bound"
+            assert TEXTUAL_NAMES.get(key, key) in bound, \
+                f"the help says {key!r} does {what!r}: it is not bound"

@@ -218,7 +218,8 @@ def hostile_appliance(tmp_path_factory) -> Iterator[Appliance]:
     try:
         appliance.start()
         for index, (sent, _) in enumerate(PATH_SHAPES):  # percent-encoded, as a client sends them
-            reply = appliance.http.get("/" + quote(sent, safe=""), headers={"X-Request-ID": f"hostile-{index}"})
+            reply = appliance.http.get("/" + quote(sent, safe=""),
+                                       headers={"X-Request-ID": f"hostile-{index}"})
             assert reply.status == 404, (sent, reply.status, reply.body)  # answered, so recorded
         # http.client sends a header's str as latin-1: these are the UTF-8 bytes of AGENT
         reply = appliance.http.get("/agent", headers={"User-Agent": AGENT.encode().decode("latin-1"),

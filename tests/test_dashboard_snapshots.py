@@ -42,7 +42,8 @@ class FakeClient(ApplianceClient):
         self.answers = answers
 
     def get(self, path: str) -> bytes:
-        answer = self.answers.get(path.split("?")[0], ApplianceError(ApplianceError.HTTP, f"GET {path}: 404", 404))
+        missing = ApplianceError(ApplianceError.HTTP, f"GET {path}: 404", 404)
+        answer = self.answers.get(path.split("?")[0], missing)
         if isinstance(answer, list):
             answer = answer.pop(0) if len(answer) > 1 else answer[0]
         if isinstance(answer, ApplianceError):

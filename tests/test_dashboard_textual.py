@@ -50,7 +50,8 @@ def test_a_datatable_widening_its_columns_for_a_new_row_changes_its_virtual_size
             before = widths(table)
             table.add_row("/a/much/longer/path", key="long")
             await pilot.pause()
-            assert widths(table) > before, f"DataTable did not widen its column for a longer row ({WHAT_BREAKS})"
+            assert widths(table) > before, \
+                f"DataTable did not widen its column for a longer row ({WHAT_BREAKS})"
             assert table.seen and table.seen[-1] == widths(table), (
                 f"DataTable widened its columns without a change of virtual_size ({WHAT_BREAKS}: "
                 "find another public signal of the widening)")

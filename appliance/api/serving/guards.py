@@ -11,9 +11,7 @@ import resource
 import time
 from typing import Any, Callable
 
-from appliance.api.http.errors import raw_response
 from appliance.core import sensors
-from appliance.core.ids import new_id
 from appliance.core.logs import RateLimitFilter
 from appliance.core.process import StartupError
 
