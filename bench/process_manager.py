@@ -312,10 +312,20 @@ def measure(tree: Tree, seconds: float, conns: int, broker_pid: int | None) -> d
     result["cpu_by_process"] = {name: value * 1000 / requests for name, value in cpu.items()}
     if broker_pid:
         result["broker_cpu_ms"] = (cpu_seconds(broker_pid) - broker_before) * 1000 / requests
-    result["machine"] = (busy_after - busy_before) / max(1, total_after - total_before) * 100 * (os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    result["machine"] = (busy_after - busy_before) / max(1, total_after - total_before) * 100 * cores
     result["per_worker"] = [served(tree.metrics_dir, workers[i]) - served_before[i] for i in workers]
     result["held"] = [held.get(i, 0) for i in workers]
     result["elapsed"] = elapsed
+    # A process of the tree that is not there any more (its CPU would be counted negative): the
+    # run measured a restart, not the variant; say so, with what supervisord said.
+    gone = [name for name, pid in pids.items() if not alive(pid)]
+    result["restarted"] = gone
+    if gone:
+        said = [line for line in tree.output().splitlines()
+                if not line.startswith("{") and re.search(r"exited|spawned|stopped|gave up", line)]
+        print(f"  WARNING {tree.variant}: {gone} gone during the run; supervisord: {said[-4:]}",
+              flush=True)
     return result
 
 
@@ -328,7 +338,8 @@ def load_phase(trees: dict[str, Tree], kafka: str, conns: int, args, brokers: di
         result = measure(trees[name], args.duration, conns, brokers.get(name))
         runs.append((name, result))
         print(f"  [kafka {kafka} -c{conns} {i:2}/{len(order)}] {name:8} {result['rps']:7,.0f} req/s  "
-              f"p50 {result['p50']:6.2f}  p99 {result['p99']:6.2f} ms  CPU {result['cpu_ms']:.3f} ms/req  "
+              f"p50 {result['p50']:6.2f}  p99 {result['p99']:6.2f} ms  "
+              f"CPU {result['cpu_ms']:.3f} ms/req  "
               f"per worker {result['per_worker']}  held {result['held']}  errors {result['errors']}",
               flush=True)
     return runs
@@ -351,7 +362,7 @@ def summarize_sweep(sweeps: list[tuple[str, list]]) -> str:
     for label, runs in sweeps:
         groups: dict[str, dict[str, list[float]]] = {}
         for i, (name, result) in enumerate(runs):
-            split = "/".join(map(str, sorted(result["held"], reverse=True)))
+            split = split_key(result["held"])
             group = groups.setdefault(f"{name} {split}", {"rps": [], "ratio": [], "p99": [], "cpu": []})
             group["rps"].append(result["rps"])
             if name == NUMPROCS:
@@ -367,6 +378,10 @@ def summarize_sweep(sweeps: list[tuple[str, list]]) -> str:
                          f"{common.median(g['cpu']):.2f}" if g["cpu"] else "1"])
     return common.table(["scenario", "variant and split", "runs", "req/s median (min-max)",
                          "req/s ratio (min-max)", "p99 ratio", "CPU/req ratio"], rows)
+
+
+def split_key(held: list[int]) -> str:
+    return "/".join(map(str, sorted(held, reverse=True)))
 
 
 def spread(values: list[float], fmt: str = "{:,.0f}") -> str:
@@ -386,7 +401,7 @@ def summarize(scenarios: list[tuple[str, list]]) -> str:
                         ratios[key].append(result[key] / ((before[key] + after[key]) / 2))
             results = [r for _, r in mine]
             shares = [min(r["per_worker"]) / max(1, sum(r["per_worker"])) for r in results]
-            held = ", ".join(sorted("/".join(map(str, sorted(r["held"], reverse=True))) for r in results))
+            held = ", ".join(sorted(split_key(r["held"]) for r in results))
             rows.append([
                 label, name, spread([r["rps"] for r in results]),
                 f"{common.median(ratios['rps']):.2f} ({min(ratios['rps']):.2f}-{max(ratios['rps']):.2f})"
@@ -396,20 +411,27 @@ def summarize(scenarios: list[tuple[str, list]]) -> str:
                 spread([r["cpu_ms"] for r in results], "{:.3f}"),
                 f"{common.median(ratios['cpu_ms']):.2f}" if ratios["cpu_ms"] else "1",
                 spread([s * 100 for s in shares], "{:.0f}%"), held,
-                sum(r["errors"] for r in results)])
+                sum(r["errors"] for r in results), sum(bool(r["restarted"]) for r in results)])
     return common.table(["scenario", "variant", "req/s median (min-max)", "req/s ratio",
                          "p99 ms", "p99 ratio", "CPU ms/req", "CPU ratio",
-                         "least-busy worker's share", "connections held mid-run", "errors"], rows)
+                         "least-busy worker's share", "connections held mid-run", "errors",
+                         "runs with a restart"], rows)
 
 
 def kafka_counters(trees: dict[str, Tree]) -> list[str]:
     lines = []
     for name, tree in trees.items():
-        body = common.http_json(tree.port, "/kafka/status")
+        deadline = time.monotonic() + 10  # the last run's events may still be in flight
+        while True:
+            body = common.http_json(tree.port, "/kafka/status")
+            if body.get("queued") == body.get("delivered") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         fields = ("state", "queued", "delivered", "spooled", "lost", "in_queue", "spool_depth")
         workers = [(w.get("worker"), w.get("queued")) for w in body.get("workers", [])]
         lines.append(f"  {name:8} " + " ".join(f"{k}={body.get(k)}" for k in fields)
-                     + f" workers(index, queued)={workers} unreachable={body.get('workers_unreachable')}")
+                     + f" workers(index, queued)={workers}"
+                     + f" unreachable={body.get('workers_unreachable')}")
     return lines
 
 
@@ -642,7 +664,8 @@ def startup_errors(stack: contextlib.ExitStack, tmp: Path) -> dict:
                 or error_lines(tree)):
             time.sleep(0.2)
         time.sleep(3)
-        pids = orphans[variant] + [pid for name, pid in tree.pids().items() if name.startswith("worker")]
+        pids = orphans[variant] + [pid for name, pid in tree.pids().items()
+                                   if name.startswith("worker")]
         held: dict[int, int] = {}
         timer = threading.Timer(1.5, lambda: held.update(connections(pids, tree.port)))
         timer.start()
@@ -736,7 +759,8 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "machine": common.machine(), "args": {k: str(v) for k, v in vars(args).items()},
-            "load": scenarios, "sweeps": sweeps, "splits": {f"{v} {n}": x for (v, n), x in splits.items()},
+            "load": scenarios, "sweeps": sweeps,
+            "splits": {f"{v} {n}": x for (v, n), x in splits.items()},
             "kills": kills, "errors": errors}, default=str, indent=1))
     if counters:
         print("\nKafka counters after the Kafka-up runs:\n" + "\n".join(counters))
