@@ -141,10 +141,13 @@ def run_wrk(url: str, seconds: float, connections: int = 32, threads: int = 2) -
     pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    socket_errors = dict(zip(("connect", "read", "write", "timeout"),
+                             map(int, sock.groups()) if sock else (0, 0, 0, 0)))
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
             "p50": _ms(pct["50"]), "p99": _ms(pct["99"]),
             "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-            "errors": (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)}
+            "errors": (int(bad.group(1)) if bad else 0) + sum(socket_errors.values()),
+            "non_2xx": int(bad.group(1)) if bad else 0, "socket_errors": socket_errors}
 
 
 def run_python_load(url: str, seconds: float, connections: int = 32, **_ignored) -> dict:
