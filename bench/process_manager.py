@@ -4,9 +4,9 @@ Two variants of the `api` program with two API processes, each under its own sup
 the way `simple-time-service up` makes it (conf/supervisord.conf, only [program:api]):
 
   parent     today: WEB_PROCESSES=2, `python -m appliance api` is a parent
-             (appliance/api/workers.py) that binds once, starts two workers on the socket it
+             (appliance/api/workers/parent.py) that binds once, starts two workers on the socket it
              shares with them, restarts one that dies, passes signals on; the workers share the
-             connections out evenly (appliance/api/balance.py)
+             connections out evenly (appliance/api/serving/balance.py)
   numprocs   the prototype: [program:api] with numprocs=2 and
              process_name=%(program_name)s-%(process_num)s, each process
              bench/reuseport_api.py %(process_num)s 2: the normal API entry point with
@@ -65,7 +65,6 @@ VARIANTS = (PARENT, NUMPROCS)
 WORKERS = 2
 SHIM = common.REPO / "bench" / "reuseport_api.py"
 API_COMMAND = "command=%(ENV_STS_PYTHON)s -m appliance api"
-WORKER_ENV = "STS_API_WORKER"  # appliance/api/workers.py ENVIRONMENT: index/count/fd/parent/balance
 START_TIMEOUT = 30.0
 FATAL_TIMEOUT = 150.0
 GET = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
@@ -154,15 +153,13 @@ def alive(pid: int) -> bool:
 
 
 def worker_index(pid: int) -> int | None:
-    """The parent's worker index of ``pid``, from the environment the parent gave it."""
+    """The parent's worker index of ``pid``, from its command line (api --worker SLOT)."""
     try:
-        with open(f"/proc/{pid}/environ", "rb") as environ:
-            for item in environ.read().split(b"\0"):
-                if item.startswith(WORKER_ENV.encode() + b"="):
-                    return int(item.split(b"=", 1)[1].split(b"/")[0])
-    except (OSError, ValueError):
-        pass
-    return None
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            words = cmdline.read().split(b"\0")
+        return int(words[words.index(b"--worker") + 1].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 # --- one variant: a supervisord with the api program -----------------------------------------
@@ -621,8 +618,9 @@ def startup_errors(stack: contextlib.ExitStack, tmp: Path) -> dict:
     results: dict = {}
     # port 0 as the code binds it (Settings(port=0), as tests/test_server.py does): the parent
     # binds once and every worker inherits that socket; each prototype process binds its own
-    from appliance.api.server import bind
     from reuseport_api import reuseport_bind
+
+    from appliance.api.server import bind
     shared = bind("127.0.0.1", 0)
     own = [reuseport_bind("127.0.0.1", 0) for _ in range(WORKERS)]
     results["bind(port 0)"] = (f"parent: one socket, port {shared.getsockname()[1]} for all "
