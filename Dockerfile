@@ -30,6 +30,14 @@ COPY . .
 RUN --mount=type=cache,target=/root/.cache/pip \
     ./install.sh --prefix /opt/simple-time-service --with-broker \
  && /opt/simple-time-service/bin/python -m pip uninstall --quiet --yes pip setuptools
+# A CycloneDX SBOM of exactly that environment (every package and version), made by a tool that
+# stays in the builder: /opt/simple-time-service/sbom.cdx.json in the image.
+# hadolint ignore=DL3013
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python3 -m venv /tmp/sbom \
+ && /tmp/sbom/bin/pip install --quiet "cyclonedx-bom>=7,<8" \
+ && /tmp/sbom/bin/cyclonedx-py environment --output-format JSON \
+      --output-file /opt/simple-time-service/sbom.cdx.json /opt/simple-time-service/bin/python
 
 # --- runtime: python3 and the virtual environment, nothing else ------------------------------
 FROM debian:bookworm-slim

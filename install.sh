@@ -206,6 +206,7 @@ Type=simple
 User=$user
 Group=$user
 Environment=DATA_DIR=$data_dir
+Environment=DATA_DIR_GROUP=$(id -gn "$user")
 Environment=KAFKA_BROKERS=$kafka_brokers
 Environment=PYTHONUNBUFFERED=1
 $broker_env
@@ -276,8 +277,10 @@ make_data_dir() {
 start_command() {
   local broker_env=""
   [ ! -e "$prefix/bin/tansu" ] || broker_env=" CALF_TANSU_BIN=$prefix/bin/tansu"
-  printf 'runuser -u %s -- env DATA_DIR=%q KAFKA_BROKERS=%q%s %q up >>%q 2>&1' \
-    "$user" "$data_dir" "$kafka_brokers" "$broker_env" "$prefix/bin/simple-time-service" "$log_file"
+  printf 'runuser -u %s -- env DATA_DIR=%q DATA_DIR_GROUP=%q KAFKA_BROKERS=%q%s %q up >>%q 2>&1' \
+    "$user" "$data_dir" "$(id -gn "$user")" "$kafka_brokers" "$broker_env" \
+    "$prefix/bin/simple-time-service" \
+    "$log_file"
 }
 
 system_install() {

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Callable
 
-from appliance.core.config import ConfigError, Settings
+from appliance.core.config import ConfigError, Settings, with_programs
+from appliance.core.permissions import UMASK
 from appliance.core.version import __version__
 
 
@@ -33,26 +35,68 @@ def api_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--worker", metavar="SLOT", help=argparse.SUPPRESS)
 
 
+def run_token(settings: Settings, args: argparse.Namespace) -> int:
+    """The API tokens of this DATA_DIR (generated or API_TOKENS_FILE); --scope: one of them."""
+    from appliance.schema import tokens
+    path = tokens.token_file(settings)
+    if tokens.configured(settings) and not settings.api_tokens_file:
+        print("simple-time-service: the tokens are set by API_TOKEN/API_TOKENS, not kept in a "
+              "file: not shown", file=sys.stderr)
+        return 1
+    try:
+        pairs = tokens.read_file(path)
+    except tokens.TokenFileError as exc:
+        print(f"simple-time-service: {exc} (it is made when the API or `up` first starts)",
+              file=sys.stderr)
+        return 1
+    if args.scope:
+        found = next((token for scope, token in pairs if scope == args.scope), None)
+        if found is None:
+            print(f"simple-time-service: no {args.scope} token in {path}", file=sys.stderr)
+            return 1
+        print(found)
+        return 0
+    for scope, token in pairs:
+        print(f"{scope} {token}")
+    return 0
+
+
+def token_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--scope", choices=("read", "write"),
+                         help="print only the token of this scope (for scripts)")
+
+
 def run_version(_settings: Settings, _args: argparse.Namespace) -> int:
     print(__version__)
     return 0
 
 
 def run_dashboard(settings: Settings, args: argparse.Namespace) -> int:
+    """The dashboard of this host's appliance by default: its admin plane, with a read token
+    of its DATA_DIR (or API_TOKEN)."""
+    from appliance.schema.tokens import READ, TokenFileError, Tokens
     from dashboard.app import run
-    return run(args.url, args.token or settings.api_token, args.interval)
+    token = args.token
+    if token is None:
+        try:
+            token = Tokens(settings).any_token(READ)
+        except TokenFileError:
+            token = None  # the dashboard says 401, with how to pass one
+    return run(args.url or settings.local_admin_url, token, args.interval)
 
 
 def dashboard_options(command: argparse.ArgumentParser) -> None:
     from dashboard.options import add_arguments  # argparse only: no Textual import here
-    add_arguments(command)
+    add_arguments(command, url_default=None,
+                  token_help="a read token of this DATA_DIR: API_TOKEN, API_TOKENS or its tokens "
+                             "file")
 
 
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
     from appliance.supervise import up
     if args.programs is not None:
         try:
-            settings = settings.with_programs(args.programs, "--programs")
+            settings = with_programs(settings, args.programs, "--programs")
         except ConfigError as exc:
             return configuration_error(exc)
     return up(settings)
@@ -85,12 +129,13 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     "down": ("stop the appliance running with this DATA_DIR", process(".supervise:down")),
     "ps": ("show the supervised processes", process(".supervise:ps")),
     "version": ("print the version", run_version),
+    "token": ("print the admin plane's API tokens of this DATA_DIR", run_token),
     "dashboard": ("live terminal dashboard of an appliance (over HTTP)", run_dashboard),
     "events": ("the audit trail: events export", run_events),
 }
 OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "api": api_options, "dashboard": dashboard_options, "events": events_options,
-    "up": up_options}
+    "token": token_options, "up": up_options}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -107,6 +152,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(UMASK)  # before anything is written: every file of every program is its own
     args = parser().parse_args(argv)
     try:
         settings = Settings.from_env()

@@ -19,8 +19,10 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from appliance.core import permissions
 from appliance.core.config import PROGRAMS, Settings
 from appliance.core.supervisor import NotRunning, client, processes
+from appliance.schema import tokens
 from appliance.schema.pause import PauseFlag
 
 log = logging.getLogger("appliance.supervise")
@@ -110,6 +112,11 @@ def already_running(settings: Settings) -> bool:
 
 
 def prepare_data_dir(settings: Settings, programs: tuple[str, ...]) -> None:
+    permissions.secure(settings)
+    made = tokens.ensure_generated(settings)
+    if made is not None:
+        print(f"simple-time-service: the admin plane's API tokens are in {made} "
+              f"(simple-time-service token prints them)", file=sys.stderr)
     PauseFlag(settings.layout.pause_flag).clear()  # left by an agent killed mid-recycle
     # Counters start from zero with the appliance: old processes' sample files would otherwise
     # be summed in forever (prometheus_client multiprocess mode).

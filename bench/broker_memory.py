@@ -42,7 +42,8 @@ def publisher(port: int, size: int, stop: threading.Event, accepted: list[str]) 
         body = json.dumps({"event_type": "bench.blob",
                            "payload": {"blob": blobs[sent % len(blobs)], "i": sent}}).encode()
         sent += 1
-        conn.request("POST", "/kafka/publish", body, {"Content-Type": "application/json"})
+        conn.request("POST", "/kafka/publish", body,
+                     {"Content-Type": "application/json", **common.AUTHORIZATION})
         response = conn.getresponse()
         answer = json.loads(response.read())
         if response.status == 202:
@@ -64,7 +65,7 @@ def main() -> int:
         common.require_broker_binary()
         app = common.Appliance(tmp, "embedded", EMBEDDED_BROKER_PORT=str(common.free_port()),
                                EMBEDDED_BROKER_MAX_MB=str(args.limit_mb), STATUS_INTERVAL="1",
-                               LOG_LEVEL="WARNING")
+                               LOG_LEVEL="WARNING", RATE_LIMIT_WRITES="0")  # as fast as it takes
         up = common.Process([sys.executable, "-m", "appliance", "up"], app.env, tmp / "up.log")
         stack.callback(up.stop, 60)
         up.start()

@@ -26,7 +26,15 @@ from typing import Callable, Iterator
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from procs import Appliance, Broker, Process, free_port, port_open, wait_until  # noqa: E402
+from procs import (  # noqa: E402
+    AUTHORIZATION,
+    Appliance,
+    Broker,
+    Process,
+    free_port,
+    port_open,
+    wait_until,
+)
 
 __all__ = ["Appliance", "Broker", "Process", "free_port", "port_open", "wait_until"]
 
@@ -275,7 +283,8 @@ ANSWERED_RE = re.compile(r'^http_requests_total\{method="GET",route="/",status="
 def http_json(port: int, path: str, timeout: float = 5) -> dict:
     """GET a JSON answer of the appliance; {} when it does not answer with JSON."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=AUTHORIZATION)
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return json.loads(resp.read())
     except urllib.error.HTTPError as err:
         with contextlib.suppress(ValueError):
@@ -294,7 +303,8 @@ def metric_count(port: int, pattern: re.Pattern, timeout: float = 10) -> int:
     """The value of the /metrics line ``pattern`` matches (group 1); 0 if none, -1 when the
     API does not answer."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as resp:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=AUTHORIZATION)
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             found = pattern.search(resp.read().decode())
     except OSError:
         return -1

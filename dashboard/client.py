@@ -21,6 +21,8 @@ MAX_BODY = 8 * 1024 * 1024  # bytes read from one answer; the history of 60 minu
 # Our requests carry X-Request-ID "dashboard-<uuid>": the appliance records them as events like
 # any others, and the dashboard recognises (and hides) its own polls by this prefix.
 REQUEST_ID_PREFIX = "dashboard-"
+# What to do about a 401: the appliance's admin plane needs a read token.
+TOKEN_HINT = "pass --token; `simple-time-service token --scope read` prints one"
 
 
 class ApplianceError(Exception):
@@ -90,7 +92,7 @@ class ApplianceClient:
         message = error_message(body)
         if status == 401:
             return ApplianceError(ApplianceError.UNAUTHORIZED,
-                                  f"GET {path}: 401 {message} (pass --token or set API_TOKEN)", status)
+                                  f"GET {path}: 401 {message} ({TOKEN_HINT})", status)
         kind = ApplianceError.SERVER if status >= 500 else ApplianceError.HTTP
         return ApplianceError(kind, f"GET {path}: {status} {message}", status)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_URL = "http://127.0.0.1:8081"  # the appliance's admin plane (ADMIN_PORT) on this host
 DEFAULT_INTERVAL = 1.0  # seconds between refreshes: a new request shows within ~1 s
 
 
@@ -19,10 +19,12 @@ def interval(raw: str) -> float:
     return value
 
 
-def add_arguments(parser: argparse.ArgumentParser, token_default: str | None = None) -> None:
-    parser.add_argument("--url", default=DEFAULT_URL,
-                        help=f"the appliance's base URL (default {DEFAULT_URL})")
+def add_arguments(parser: argparse.ArgumentParser, token_default: str | None = None,
+                  url_default: str = DEFAULT_URL, token_help: str = "$API_TOKEN") -> None:
+    parser.add_argument("--url", default=url_default,
+                        help="the appliance's admin plane (default "
+                             f"{url_default or 'this host appliance: ADMIN_HOST:ADMIN_PORT'})")
     parser.add_argument("--token", default=token_default,
-                        help="bearer token for /events (default: $API_TOKEN)")
+                        help=f"a read token of the appliance (default: {token_help})")
     parser.add_argument("--interval", type=interval, default=DEFAULT_INTERVAL,
                         help=f"seconds between refreshes (default {DEFAULT_INTERVAL:g})")

@@ -30,6 +30,11 @@ VENV_BIN = Path(sys.executable).parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
 STARTUP_TIMEOUT = 10.0  # seconds a server process gets to answer /healthz
 STOP_TIMEOUT = 15.0  # seconds a process gets to exit after SIGTERM before SIGKILL
+# Every appliance the harness starts has this write token (API_TOKEN) unless a test sets its
+# own or none (API_TOKEN=""), and the harness's clients send it: the tests of other things read
+# the admin plane as an operator would. tests/test_planes.py checks what anonymous clients get.
+TEST_TOKEN = "harness-write-token-0123456789"
+AUTHORIZATION = {"Authorization": f"Bearer {TEST_TOKEN}"}
 
 
 # --- ports and waits -------------------------------------------------------------------------
@@ -74,6 +79,8 @@ def clean_environment(overrides: Mapping[str, str]) -> dict[str, str]:
     ours = {name for name, _, _ in VARIABLES}
     env = {k: v for k, v in os.environ.items() if k not in ours and not k.startswith("KAFKA_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env["API_TOKEN"] = TEST_TOKEN
+    env["ADMIN_PORT"] = str(free_port())  # two appliances of a test must not share one
     env.update(overrides)
     return env
 
@@ -112,10 +119,13 @@ class HttpClient:
         return f"http://{host}:{self.port}"
 
     def request(self, method: str, path: str, *, headers: Mapping[str, str] | None = None,
-                body: bytes | None = None, timeout: float = 5.0) -> Reply:
+                body: bytes | None = None, timeout: float = 5.0, anonymous: bool = False) -> Reply:
+        """``anonymous``: without the harness's token (a caller's own Authorization wins)."""
+        sent = {} if anonymous else dict(AUTHORIZATION)
+        sent.update(headers or {})
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
-            conn.request(method, path, body=body, headers=dict(headers or {}))
+            conn.request(method, path, body=body, headers=sent)
             response = conn.getresponse()
             return Reply(response.status, response.headers, response.read())
         finally:

@@ -48,7 +48,8 @@ class UpSink:
 
 
 def make_app(env: dict[str, str] | None = None, **services: Any):
-    settings = Settings.from_env(env or {})
+    # Not about who may use what (tests/test_planes.py is): the admin routes open.
+    settings = Settings.from_env({"ADMIN_ON_PUBLIC_PORT": "open", **(env or {})})
     return create_app(settings, Services(settings, **services))
 
 
@@ -181,6 +182,15 @@ def test_version_commit_comes_from_git_commit_when_set():
 
 
 # --- errors are JSON ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/café", "/admin\u202eevil", "/\x9b31m", "/日本"])
+def test_a_path_is_recorded_as_the_client_sent_it_whatever_its_characters(path):
+    sink = UpSink()
+    wsgi_path = path.encode("utf-8").decode("latin-1")  # PEP 3333: the bytes, as latin-1
+    answer = call_wsgi(make_app(sink=sink), "GET", wsgi_path)
+    assert answer.status == 404  # through Bottle, which decodes PATH_INFO when it routes
+    assert [event["payload"]["path"] for event in sink.events] == [path, path]
 
 
 def test_unknown_path_is_a_json_404(app):

@@ -149,13 +149,13 @@ def test_the_broker_program_without_the_embedded_broker_is_a_config_error():
 
 def test_the_programs_option_replaces_the_variable_and_is_checked_the_same_way():
     settings = Settings.from_env({"APPLIANCE_PROGRAMS": "api", "KAFKA_BROKERS": "embedded"})
-    assert settings.with_programs("broker,consumer", "--programs").programs == ("broker", "consumer")
+    assert config.with_programs(settings, "broker,consumer", "--programs").programs == ("broker", "consumer")
     with pytest.raises(ConfigError) as caught:
-        settings.with_programs("api,,nope", "--programs")
+        config.with_programs(settings, "api,,nope", "--programs")
     assert str(caught.value) == ("--programs='api,,nope' is invalid: expected a comma-separated "
                                  "list of api, consumer, agent, broker, e.g. api,consumer,agent")
     with pytest.raises(ConfigError) as caught:
-        Settings.from_env({}).with_programs("broker", "--programs")
+        config.with_programs(Settings.from_env({}), "broker", "--programs")
     assert str(caught.value) == ("--programs='broker' is invalid: the broker program runs only "
                                  "with KAFKA_BROKERS=embedded (KAFKA_BROKERS='')")
 

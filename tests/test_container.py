@@ -97,13 +97,28 @@ def test_dockerfile_builds_on_debian_in_two_stages_with_install_sh() -> None:
 # --- the engine, the image and one running container ------------------------------------------
 
 
+ADMIN_PATHS = ("/events", "/status", "/kafka/", "/metrics")  # the admin plane: a token
+
+
 class Container:
     def __init__(self, engine: list[str], name: str, port: int) -> None:
         self.engine, self.name, self.port = engine, name, port
+        self._token: str | None = None
+
+    def read_token(self) -> str:
+        """The read token the appliance made at its first start, as an operator gets it."""
+        if self._token is None:
+            result = self.exec("simple-time-service", "token", "--scope", "read")
+            assert result.returncode == 0, result.stdout + result.stderr
+            self._token = result.stdout.strip()
+        return self._token
 
     def request(self, path: str, headers: dict[str, str] | None = None,
                 timeout: float = 5.0) -> tuple[int, dict[str, Any], http.client.HTTPMessage]:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers or {})
+        headers = dict(headers or {})
+        if path.startswith(ADMIN_PATHS):
+            headers.setdefault("Authorization", f"Bearer {self.read_token()}")
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read()), resp.headers
@@ -324,6 +339,22 @@ def test_a_request_lands_in_events(container: Container) -> None:
     poll(lambda: persisted() >= {"http_request", "http_response"}, PIPELINE_TIMEOUT,
          f"the events of request {request_id} in /events",
          explain=lambda: f"seen: {persisted()}\n{tail(container.logs())}")
+
+
+@pytest.mark.e2e
+def test_the_image_carries_a_cyclonedx_sbom_of_its_environment(container: Container) -> None:
+    sbom = container.python("import json; d = json.load(open('/opt/simple-time-service/sbom.cdx.json'));"
+                            " print(json.dumps({'format': d['bomFormat'], 'spec': d['specVersion'],"
+                            " 'components': {c['name'].lower(): c.get('version') for c in"
+                            " d['components']}}))")
+    installed = container.python(
+        "import json, importlib.metadata as m; print(json.dumps({d.metadata['Name'].lower(): "
+        "d.version for d in m.distributions()}))")
+    assert sbom["format"] == "CycloneDX" and sbom["spec"].startswith("1.")
+    for name in ("waitress", "bottle", "confluent-kafka", "peewee", "textual", "supervisor"):
+        assert sbom["components"].get(name) == installed[name], name
+    missing = {name for name in installed if name not in sbom["components"]}
+    assert missing <= {"simple-time-service"}, f"not in the SBOM: {sorted(missing)}"
 
 
 @pytest.mark.e2e

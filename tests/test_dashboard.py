@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
 import pytest
-from procs import launch_api, run_cli
+from procs import TEST_TOKEN, launch_api, run_cli
 from rich.console import Console
 from test_dashboard_snapshots import NOW, FakeClient, FixedClock
 from textual.app import App
@@ -128,7 +128,7 @@ def appliance(data_dir: Path):
         server.stop()
 
 
-def dashboard(url: str, token: str | None = None) -> DashboardApp:
+def dashboard(url: str, token: str | None = TEST_TOKEN) -> DashboardApp:
     return DashboardApp(ApplianceClient(url, token), interval=INTERVAL)
 
 
@@ -172,7 +172,7 @@ class RecordingClient(ApplianceClient):
     """The real client, noting each path it asks, and for /status how many history rounds
     came back."""
 
-    def __init__(self, base_url: str, token: str | None = None) -> None:
+    def __init__(self, base_url: str, token: str | None = TEST_TOKEN) -> None:
         super().__init__(base_url, token)
         self.paths: list[str] = []
         self.asked: list[tuple[str, int]] = []  # (a /status path, history rounds in its answer)
@@ -383,20 +383,20 @@ def test_stopped_api_shows_the_unreachable_banner_and_a_restart_recovers(applian
     run(scenario)
 
 
-def test_events_need_the_token_when_the_appliance_has_one(data_dir):
+def test_without_a_read_token_the_dashboard_says_how_to_get_one(data_dir):
     server = launch_api(data_dir, {"API_TOKEN": TOKEN})
     try:
         async def scenario():
-            app = dashboard(server.url)
+            app = dashboard(server.url, token=None)
             async with app.run_test(size=SIZE) as pilot:
-                await until(pilot, lambda: "pass --token or set API_TOKEN" in screen_text(app),
+                await until(pilot, lambda: "simple-time-service token --scope read" in screen_text(app),
                             "the 401 banner")
-                assert "401 missing or wrong bearer token" in line_with(app, "GET /events")
-                await until(pilot, lambda: "✖ DOWN" in line_with(app, "Kafka"), "/status, open to all")
+                banner = line_with(app, "GET /status")
+                assert "GET /status?history=10: 401 /status needs a read token" in banner
                 await pilot.press("s")  # the statistics are of events: they need it too
                 await until(pilot, lambda: "GET /events/stats: 401" in screen_text(app), "the stats banner")
                 assert line_with(app, "/events/stats: 401").strip(" │").startswith(
-                    "▲ GET /events/stats: 401 missing or wrong bearer token (pass --token or set API_TOKEN)")
+                    "▲ GET /events/stats: 401 /events/stats needs a read token")
             app = dashboard(server.url, TOKEN)
             async with app.run_test(size=SIZE) as pilot:
                 await until(pilot, lambda: events_table(app).row_count == 3, "the events")

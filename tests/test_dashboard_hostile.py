@@ -24,7 +24,7 @@ from typing import Any, Iterator
 from urllib.parse import quote
 
 import pytest
-from procs import IN_CI, VENV_BIN, Appliance, Broker, free_port
+from procs import IN_CI, TEST_TOKEN, VENV_BIN, Appliance, Broker, free_port
 from test_dashboard import screen_text, until
 from test_dashboard_snapshots import FakeClient, FixedClock, stamp
 from textual.widgets import DataTable, Input
@@ -240,7 +240,7 @@ def expected_paths() -> list[str]:
 @pytest.mark.e2e
 def test_hostile_requests_to_the_real_appliance_are_text_in_the_dashboard(hostile_appliance):
     async def scenario():
-        app = DashboardApp(ApplianceClient(hostile_appliance.http.url), interval=0.25)
+        app = DashboardApp(ApplianceClient(hostile_appliance.http.url, TEST_TOKEN), interval=0.25)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: all(path in screen_text(app) for path in expected_paths()),
                         "the hostile requests' paths on screen", timeout=30)
@@ -307,7 +307,8 @@ def test_in_a_real_terminal_hostile_events_change_no_title_clipboard_nor_screen(
         tmux.start("probe", "sleep 120")  # a pane's title before anything wrote one
         title = tmux.show("probe", "#{pane_title}")
         tmux.start("dashboard", f"{VENV_BIN / 'simple-time-service'} dashboard "
-                                f"--url {hostile_appliance.http.url} --interval 0.5")
+                                f"--url {hostile_appliance.http.url} --token {TEST_TOKEN} "
+                                f"--interval 0.5")
         screen = tmux.wait_for("dashboard", expected_paths(), "hostile paths as text")
         assert "Events " in screen and hostile_appliance.http.url in screen.splitlines()[0]
         tmux("send-keys", "-t", "dashboard", "Enter")  # the newest event's JSON

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from appliance import supervise
+from appliance.core import config
 from appliance.core.config import VARIABLES, Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,7 +148,7 @@ def test_compose_appliances_set_only_known_settings(compose):
     for name, service in appliances(compose).items():
         env = service["environment"]
         assert unknown_variables(set(env), env) == set(), name
-        Settings.from_env(env).check_programs("APPLIANCE_PROGRAMS")  # and valid ones
+        config.check_programs(Settings.from_env(env), "APPLIANCE_PROGRAMS")  # and valid ones
 
 
 def test_compose_grace_period_covers_the_slowest_graceful_stop(compose):
@@ -166,9 +167,12 @@ def test_prometheus_config_passes_promtool_and_scrapes_both_appliances(compose):
     targets = [t for group in job["static_configs"] for t in group["targets"]]
     wanted = []
     for name, service in appliances(compose).items():
-        port = service["environment"].get("PORT", "8080")
-        assert [p.split(":")[-1] for p in service["ports"]] == [port]
-        wanted.append(f"{name}:{port}")
+        settings = Settings.from_env(service["environment"])
+        # Only the public port is published; /metrics is scraped on the admin listener, which
+        # must listen on the container's address for Prometheus to reach it.
+        assert [p.split(":")[-1] for p in service["ports"]] == [str(settings.port)]
+        assert settings.admin_host == "0.0.0.0" and settings.admin_port
+        wanted.append(f"{name}:{settings.admin_port}")
     assert targets == wanted
 
 
@@ -262,8 +266,9 @@ def test_secrets_come_from_the_secret_and_the_database_url_is_composed_from_them
 
 def test_probes_ask_healthz_for_liveness_and_readyz_for_readiness(manifests):
     spec = container(manifests)
-    (port,) = spec["ports"]
+    port, admin = spec["ports"]
     assert port["containerPort"] == Settings.from_env(pod_environment(manifests)).port
+    assert admin["containerPort"] == Settings.from_env(pod_environment(manifests)).admin_port
     assert spec["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
     assert spec["startupProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
     assert spec["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}

@@ -22,7 +22,7 @@ import urllib.request
 
 import pytest
 from confluent_kafka import Producer
-from procs import Process, wait_until
+from procs import AUTHORIZATION, Process, wait_until
 from test_appliance_e2e import appliance, send  # noqa: F401 (appliance is the fixture)
 
 from appliance.schema import events
@@ -141,7 +141,8 @@ def test_a_stalled_consumer_is_reported_and_the_broker_recycled_and_nothing_lost
     after = send(app, 20, "recovered")
     assert_exactly_once(app, "stalled", during, timeout=60)
     assert_exactly_once(app, "recovered", after)
-    with urllib.request.urlopen(f"http://127.0.0.1:{app.port}/metrics", timeout=5) as response:
+    request = urllib.request.Request(f"http://127.0.0.1:{app.port}/metrics", headers=AUTHORIZATION)
+    with urllib.request.urlopen(request, timeout=5) as response:
         metrics = response.read().decode()
     assert re.search(r"^consumer_stalls_total [1-9]", metrics, re.M), "the stall was not counted"
 

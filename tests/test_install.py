@@ -223,6 +223,7 @@ def test_system_install_upgrade_uninstall_and_purge(system_paths: dict[str, Any]
     settings = unit_settings(unit)
     assert settings["Type"] == ["simple"] and settings["User"] == [user]
     assert f"DATA_DIR={data}" in settings["Environment"]
+    assert f"DATA_DIR_GROUP={user}" in settings["Environment"]  # so DATA_DIR stays 0750
     assert "KAFKA_BROKERS=embedded" in settings["Environment"]
     assert f"CALF_TANSU_BIN={prefix}/bin/tansu" in settings["Environment"]
     assert settings["ExecStart"] == [f"{prefix}/bin/simple-time-service up"]

@@ -8,7 +8,7 @@ import subprocess
 import uuid
 
 import pytest
-from procs import IN_CI, Appliance, Broker, free_port, wait_until
+from procs import AUTHORIZATION, IN_CI, Appliance, Broker, free_port, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -25,7 +25,7 @@ def samples(app: Appliance, accept: str | None = None) -> dict:
 def raw_metrics(app: Appliance, accept: str | None = None):
     import urllib.request
     req = urllib.request.Request(f"http://127.0.0.1:{app.port}/metrics",
-                                 headers={"Accept": accept} if accept else {})
+                                 headers={**AUTHORIZATION, **({"Accept": accept} if accept else {})})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.read(), dict(resp.headers)

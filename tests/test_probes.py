@@ -114,11 +114,12 @@ def test_prometheus_scraping_this_appliance_is_up(tmp_path, prometheus):
     app = Appliance(tmp_path, None)
     app.start_api()
     try:
-        url = prometheus(app.port)
-        s = settings(tmp_path, PROMETHEUS_URL=url, PORT=str(app.port))
+        admin_port = app.env["ADMIN_PORT"]  # /metrics is scraped there, without a token
+        url = prometheus(int(admin_port))
+        s = settings(tmp_path, PROMETHEUS_URL=url, PORT=str(app.port), ADMIN_PORT=admin_port)
         state = wait_until(lambda: probes.prometheus(s)[0] == "UP" and "UP", 30, 0.5, "scrape UP")
         assert state == "UP"
-        other = settings(tmp_path, PROMETHEUS_URL=url, PORT=str(free_port()))
+        other = settings(tmp_path, PROMETHEUS_URL=url, ADMIN_PORT=str(free_port()))
         assert probes.prometheus(other)[0] == "DEGRADED"  # ready, but not scraping that port
     finally:
         app.stop()

@@ -23,26 +23,31 @@ from appliance.schema import audit_db
 from appliance.schema.consumer_report import ConsumerReport
 from appliance.schema.producer_status import ProducerStatus
 from appliance.schema.spool import read_stats
+from appliance.schema.tokens import READ, Tokens
 
 Result = tuple[str, str, dict[str, Any]]
 TIMEOUT = 1.5  # seconds per network probe: a round stays well inside STATUS_INTERVAL
 LAG_DEGRADED = 10_000  # events behind before the consumer counts as DEGRADED
 
 
-def http_get(url: str, timeout: float = TIMEOUT) -> tuple[int, bytes]:
+def http_get(url: str, timeout: float = TIMEOUT, token: str | None = None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
 
 
 def api_kafka_status(settings: Settings) -> ProducerStatus | None:
-    """The API's /kafka/status (its producer's view), or None when it does not answer."""
+    """The API's /kafka/status (its producer's view, on the admin plane with a read token), or
+    None when it does not answer."""
     try:
-        _, body = http_get(f"http://127.0.0.1:{settings.port}/kafka/status")
+        token = Tokens(settings).any_token(READ)
+        _, body = http_get(f"{settings.local_admin_url}/kafka/status", token=token)
         return ProducerStatus.from_json(json.loads(body))
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # TokenFileError is a ValueError
         return None
 
 
@@ -136,7 +141,8 @@ def prometheus(settings: Settings) -> Result:
         targets = json.loads(body)["data"]["activeTargets"]
     except (OSError, ValueError, KeyError) as exc:
         return "DOWN", f"Prometheus at {base} not reachable: {exc}", {}
-    ours = [t for t in targets if t.get("scrapeUrl", "").split("/")[2].endswith(f":{settings.port}")]
+    scraped = settings.admin_port or settings.port  # /metrics is on the admin plane
+    ours = [t for t in targets if t.get("scrapeUrl", "").split("/")[2].endswith(f":{scraped}")]
     if not ours:
         return "DEGRADED", "ready, but not scraping this appliance", {"targets": len(targets)}
     healthy = all(t.get("health") == "up" for t in ours)

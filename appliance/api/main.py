@@ -16,6 +16,7 @@ import os
 import socket
 from typing import Protocol
 
+from appliance.api.http.access import warn_if_open
 from appliance.api.http.app import create_app
 from appliance.api.http.host import host_info
 from appliance.api.http.services import Services
@@ -28,6 +29,13 @@ from appliance.api.workers.slot import WorkerSlot
 from appliance.core import process
 from appliance.core.config import Settings
 from appliance.core.process import Runtime, StartupError
+from appliance.schema.tokens import (
+    TokenFileError,
+    Tokens,
+    configured,
+    ensure_generated,
+    token_file,
+)
 
 log = logging.getLogger("appliance.api")
 # With every core busy, the API accepted requests faster than the consumer could persist them:
@@ -75,11 +83,12 @@ def yield_to_the_consumer(settings: Settings) -> None:
 
 def run_parent(runtime: Runtime, settings: Settings, producers: ProducerSide) -> int:
     """The parent of the API workers: what every worker would refuse is refused once, here."""
+    prepare_tokens(settings)
     ensure_fd_limit(settings.connection_limit)  # the workers inherit the raised limit
-    sock = listen(settings)
+    sock, admin_sock = listen(settings), listen_admin(settings)
     if settings.kafka_enabled:
         producers.check(settings.api_processes)
-    return Workers(settings, sock, settings.api_processes).run(runtime)
+    return Workers(settings, sock, settings.api_processes, admin_sock).run(runtime)
 
 
 def build_sink(settings: Settings, slot: WorkerSlot | None, producers: ProducerSide) -> EventSink:
@@ -98,6 +107,19 @@ def build_sink(settings: Settings, slot: WorkerSlot | None, producers: ProducerS
                            f"(a Unix socket path must be shorter than 108 bytes)") from None
 
 
+def prepare_tokens(settings: Settings) -> None:
+    """The generated tokens file when no token is configured; a tokens file that cannot be read
+    is a one-line startup error; and the log says where the tokens are, never one of them."""
+    try:
+        ensure_generated(settings)
+        Tokens(settings)
+    except (OSError, TokenFileError) as exc:
+        raise StartupError(f"API tokens: {exc}") from None
+    configured_in = ("API_TOKEN/API_TOKENS" if not settings.api_tokens_file and configured(settings)
+                     else str(token_file(settings)))
+    warn_if_open(settings, configured_in)
+
+
 def listen(settings: Settings) -> socket.socket:
     try:
         return bind(settings.host, settings.port)
@@ -106,12 +128,28 @@ def listen(settings: Settings) -> socket.socket:
                            f"{exc.strerror or exc} (check HOST and PORT)", code=1) from None
 
 
+def listen_admin(settings: Settings) -> socket.socket | None:
+    """The admin plane's listener (api/http/access.py), or None with ADMIN_PORT=off."""
+    if settings.admin_port is None:
+        return None
+    try:
+        return bind(settings.admin_host, settings.admin_port)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {settings.admin_host}:{settings.admin_port}: "
+                           f"{exc.strerror or exc} (check ADMIN_HOST and ADMIN_PORT, or set "
+                           f"ADMIN_PORT=off)", code=1) from None
+
+
 def serve(runtime: Runtime, settings: Settings, sink: EventSink,
           slot: WorkerSlot | None = None) -> int:
     """Serve until SIGTERM; the sink is started once the port is ours and closed last."""
+    if slot is None:
+        prepare_tokens(settings)
     sock = slot.listening_socket() if slot else listen(settings)
+    admin_sock = slot.admin_socket() if slot else listen_admin(settings)
     services = Services(settings, sink=sink)
     sink.start()
     server = ApiServer(create_app(settings, services), settings, services.lifecycle, sock,
-                       runtime, on_stopped=sink.close, balance=slot.balance() if slot else None)
+                       runtime, on_stopped=sink.close, balance=slot.balance() if slot else None,
+                       admin_sock=admin_sock)
     return server.serve()

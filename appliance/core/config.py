@@ -8,6 +8,7 @@ which the entry points print without a traceback.
 
 from __future__ import annotations
 
+import grp
 import ipaddress
 import os
 import re
@@ -32,6 +33,16 @@ class ConfigError(ValueError):
 
 def as_port(raw: str) -> int:
     return as_int_range(1, 65535)(raw)
+
+
+def as_optional_port(raw: str) -> int | None:
+    """A port, or "off" (no such listener)."""
+    if raw.strip().lower() == "off":
+        return None
+    try:
+        return as_port(raw)
+    except ValueError:
+        raise ValueError("an integer from 1 to 65535, or off") from None
 
 
 def _in_range(parse: Callable[[str], Any], low: Any, high: Any, expected: str) -> Callable[[str], Any]:
@@ -165,6 +176,35 @@ def as_processes(raw: str) -> int | None:
     return count
 
 
+def as_system_group(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    try:
+        grp.getgrnam(value)
+    except KeyError:
+        raise ValueError("the name of an existing group") from None
+    return value
+
+
+def as_token_pairs(raw: str) -> tuple[tuple[str, str], ...]:
+    """API_TOKENS: read:TOKEN,write:TOKEN,..."""
+    pairs = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        scope, _, token = item.partition(":")
+        if scope not in ("read", "write") or len(token) < 8 or any(c.isspace() for c in token):
+            raise ValueError("comma-separated read:TOKEN or write:TOKEN pairs, each token of at "
+                             "least 8 characters without spaces")
+        pairs.append((scope, token))
+    return tuple(pairs)
+
+
+def as_optional_path(raw: str) -> Path | None:
+    return Path(raw.strip()).expanduser() if raw.strip() else None
+
+
 def as_token(raw: str) -> str | None:
     value = raw.strip()
     if value and (len(value) < 8 or any(c.isspace() for c in value)):
@@ -176,6 +216,11 @@ def as_token(raw: str) -> str | None:
 VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("HOST", "host", as_str),
     ("PORT", "port", as_port),
+    ("ADMIN_HOST", "admin_host", as_str),
+    ("ADMIN_PORT", "admin_port", as_optional_port),
+    ("ADMIN_ON_PUBLIC_PORT", "admin_on_public_port", as_choice("token", "off", "open")),
+    ("RATE_LIMIT_WRITES", "rate_limit_writes", as_float_range(0, 1_000_000)),
+    ("RATE_LIMIT_READS", "rate_limit_reads", as_float_range(0, 1_000_000)),
     ("WEB_THREADS", "web_threads", as_int_range(1, 256)),
     ("WEB_PROCESSES", "web_processes", as_processes),
     ("CONNECTION_LIMIT", "connection_limit", as_int_range(1, 100_000)),
@@ -192,8 +237,11 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("POD_IP", "pod_ip", as_ip),
     ("HOST_IP", "host_ip", as_ip),
     ("API_TOKEN", "api_token", as_token),
+    ("API_TOKENS", "api_tokens", as_token_pairs),
+    ("API_TOKENS_FILE", "api_tokens_file", as_optional_path),
     ("GIT_COMMIT", "git_commit", as_optional_str),
     ("DATA_DIR", "data_dir", as_path),
+    ("DATA_DIR_GROUP", "data_dir_group", as_system_group),
     ("DB_PATH", "db_path", as_path),
     ("DATABASE_URL", "database_url", database_url.parse),
     ("RETENTION_DAYS", "retention_days", as_int_range(0, 36_500)),
@@ -223,7 +271,7 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
 )
 
 AUTO_PROCESSES = 4  # WEB_PROCESSES=auto never starts more: each is ~50-75 MB
-SECRETS = frozenset({"API_TOKEN", "DATABASE_URL"})  # never repeated in an error
+SECRETS = frozenset({"API_TOKEN", "API_TOKENS", "DATABASE_URL"})  # never repeated in an error
 NAMED_KAFKA_VARIABLES = frozenset(name for name, _, _ in VARIABLES if name.startswith("KAFKA_"))
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
@@ -232,6 +280,12 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
 class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
+    # The admin plane's own listener (api/http/access.py): loopback unless told otherwise.
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = 8081  # None: no admin listener (ADMIN_PORT=off)
+    admin_on_public_port: str = "token"  # token, off (404) or open (no token anywhere)
+    rate_limit_writes: float = 50.0  # /kafka/publish per second per token or client; 0: none
+    rate_limit_reads: float = 5.0  # /events/stats, /events/export per second, likewise
     web_threads: int = 8  # per API process
     web_processes: int | None = None  # API processes on the one port; None: auto (api_processes)
     connection_limit: int = 200  # concurrent connections Waitress accepts
@@ -245,9 +299,12 @@ class Settings:
     keepalive_timeout: float = 5.0  # seconds an idle keep-alive connection is kept
     pod_ip: str | None = None
     host_ip: str | None = None
-    api_token: str | None = None
+    api_token: str | None = None  # a write token
+    api_tokens: tuple[tuple[str, str], ...] = ()  # (scope, token): several at once, to rotate
+    api_tokens_file: Path | None = None  # "scope token" lines; default DATA_DIR/api-tokens
     git_commit: str | None = None
     data_dir: Path = Path("data")
+    data_dir_group: str | None = None  # a group that may list DATA_DIR (0750); else 0700
     db_path: Path | None = None  # default: <data_dir>/events.db
     # default: sqlite://<db_path>; a sqlite:// URL sets db_path (core/database_url.py)
     database_url: DatabaseUrl | None = None
@@ -345,6 +402,15 @@ class Settings:
         return DataLayout(self.data_dir)
 
     @property
+    def local_admin_url(self) -> str:
+        """Where a process on this host reaches the admin plane: the admin listener (its
+        address, or loopback when it listens on every address), else the public port."""
+        if self.admin_port is None:
+            return f"http://127.0.0.1:{self.port}"
+        host = self.admin_host if self.admin_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        return f"http://[{host}]:{self.admin_port}" if ":" in host else f"http://{host}:{self.admin_port}"
+
+    @property
     def kafka_enabled(self) -> bool:
         return bool(self.kafka_brokers)
 
@@ -354,25 +420,28 @@ class Settings:
         environ = os.environ if environ is None else environ
         settings = cls(**converted(environ), kafka_extra=kafka_extra_properties(environ))
         if "APPLIANCE_PROGRAMS" in environ:
-            settings.check_programs(f"APPLIANCE_PROGRAMS={environ['APPLIANCE_PROGRAMS']!r}")
+            check_programs(settings, f"APPLIANCE_PROGRAMS={environ['APPLIANCE_PROGRAMS']!r}")
         return settings
 
-    def with_programs(self, raw: str, source: str) -> "Settings":
-        """These settings with the programs given as ``raw`` by ``source`` (`up --programs`)."""
-        try:
-            programs = as_programs(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{source}={raw!r} is invalid: expected {exc}") from None
-        chosen = replace(self, programs=programs)
-        chosen.check_programs(f"{source}={raw!r}")
-        return chosen
 
-    def check_programs(self, given: str) -> None:
-        # The embedded broker is the only one the appliance can run: a broker program beside
-        # an external Kafka would be a second, empty Kafka nobody uses.
-        if "broker" in self.programs and not self.embedded_broker:
-            raise ConfigError(f"{given} is invalid: the broker program runs only with "
-                              f"KAFKA_BROKERS=embedded (KAFKA_BROKERS={self.kafka_brokers or ''!r})")
+
+def with_programs(settings: Settings, raw: str, source: str) -> Settings:
+    """``settings`` with the programs given as ``raw`` by ``source`` (`up --programs`)."""
+    try:
+        programs = as_programs(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{source}={raw!r} is invalid: expected {exc}") from None
+    chosen = replace(settings, programs=programs)
+    check_programs(chosen, f"{source}={raw!r}")
+    return chosen
+
+
+def check_programs(settings: Settings, given: str) -> None:
+    # The embedded broker is the only one the appliance can run: a broker program beside
+    # an external Kafka would be a second, empty Kafka nobody uses.
+    if "broker" in settings.programs and not settings.embedded_broker:
+        raise ConfigError(f"{given} is invalid: the broker program runs only with "
+                          f"KAFKA_BROKERS=embedded (KAFKA_BROKERS={settings.kafka_brokers or ''!r})")
 
 
 def converted(environ: Mapping[str, str]) -> dict[str, Any]:

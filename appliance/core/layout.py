@@ -38,6 +38,11 @@ class DataLayout:
         return self.root / "kafka-paused"
 
     @property
+    def tokens(self) -> Path:
+        """The API tokens the appliance made when none was configured (schema/tokens.py)."""
+        return self.root / "api-tokens"
+
+    @property
     def consumer_report(self) -> Path:
         """The consumer's report to the agent (schema/consumer_report.py)."""
         return self.root / "consumer-state.json"

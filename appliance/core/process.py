@@ -8,12 +8,13 @@ traceback.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 from typing import Callable
 
-from appliance.core import logs, metrics, sensors, tracing
+from appliance.core import logs, metrics, permissions, sensors, tracing
 from appliance.core.config import Settings
 from appliance.core.version import __version__
 
@@ -54,6 +55,12 @@ def run(settings: Settings, name: str, body: Callable[[Runtime], int],
         pod_ip: str | None = None) -> int:
     """Set the program up, run ``body`` until it returns its exit code, tear down."""
     logs.configure(settings.log_level)
+    try:
+        permissions.secure(settings)
+    except OSError as exc:  # DATA_DIR read-only, or not ours
+        print(f"simple-time-service: DATA_DIR={settings.data_dir} is not usable ({exc}): "
+              f"expected a directory that uid {os.getuid()} can write", file=sys.stderr)
+        return 2
     if metrics.init(settings.metrics_dir):
         sensors.start(name, __version__)
     tracing.init(settings, name, pod_ip)

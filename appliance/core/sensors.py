@@ -37,6 +37,9 @@ class AllSeries:
                              "its body, did not arrive in time")
     accept_errors = Series("counter", "http_accept_errors_total",
                            "Connections not accepted for lack of file descriptors")
+    rate_limited = Series("counter", "http_rate_limited_total",
+                          "Requests answered 429: over RATE_LIMIT_WRITES or RATE_LIMIT_READS",
+                          ("route",))
     connections_closed = Series("counter", "http_connections_closed_total",
                                 "Connections the server closed: idle keep-alive, or the one idle "
                                 "the longest to make room at the connection limit", ("reason",))
@@ -135,6 +138,10 @@ def on_header_timeouts(connections: int) -> None:
 
 def on_accept_error() -> None:
     SERIES.accept_errors.inc()
+
+
+def on_rate_limited(route: str) -> None:
+    SERIES.rate_limited.labels(route=route).inc()
 
 
 def on_idle_closed(connections: int) -> None:

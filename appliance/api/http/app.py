@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import bottle
 
+from appliance.api.http.access import AccessPlugin
 from appliance.api.http.errors import bottle_error
 from appliance.api.http.fastpath import IndexFastPath
 from appliance.api.http.middleware import AuditMiddleware
+from appliance.api.http.ratelimit import RateLimitPlugin
 from appliance.api.http.routes.core import add_core_routes
 from appliance.api.http.routes.events import add_event_routes
 from appliance.api.http.routes.kafka import add_kafka_routes
@@ -30,6 +32,8 @@ def create_app(settings: Settings, services: Services | None = None) -> AuditMid
     app.config["json.enable"] = True
     app.uninstall(bottle.JSONPlugin)  # a route's dict becomes JSON through orjson instead
     app.install(bottle.JSONPlugin(json_dumps=jsontext.dumps))
+    app.install(AccessPlugin(services.access))  # first: applied outermost
+    app.install(RateLimitPlugin(settings))
     add_core_routes(app, services)
     add_kafka_routes(app, services)
     add_event_routes(app, services)

@@ -89,6 +89,19 @@ def resolve(peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork, ...]
     return ClientAddress(user_ip=str(hops[0]), proxy_chain=chain)
 
 
+@dataclass(frozen=True)
+class Hop:
+    address: str
+    trusted: bool  # one of TRUSTED_PROXIES: a proxy of ours, not the client
+
+
+def hops(forwarded_for: str | None, trusted: tuple[IPNetwork, ...]) -> list[Hop]:
+    """The valid X-Forwarded-For hops (the same ones as proxy_chain), each marked trusted or
+    not, for the status page."""
+    parsed = [hop for hop in map(parse_ip, nearest_entries(forwarded_for)) if hop]
+    return [Hop(str(hop), is_trusted(hop, trusted)) for hop in parsed]
+
+
 def remembering_resolver(trusted: tuple[IPNetwork, ...]) -> Callable[[str, str | None], ClientAddress]:
     """``resolve`` for one set of trusted proxies, answering a peer and header seen lately from
     memory (the answer is immutable: shared safely between threads)."""

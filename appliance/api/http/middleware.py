@@ -56,6 +56,9 @@ class AuditMiddleware:
         client = self.resolve_client(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR"))
         environ["sts.request_id"] = request_id
         environ["sts.client"] = client
+        # As it came (PEP 3333: the bytes as latin-1): Bottle decodes PATH_INFO in place as
+        # UTF-8 when it routes, and wsgi_text would then read a decoded path as latin-1 again.
+        environ["sts.path"] = environ.get("PATH_INFO", "")
         # Bottle writes tracebacks to wsgi.errors; ours are logged as JSON by the error handler.
         environ["wsgi.errors"] = io.StringIO()
         captured: dict[str, Any] = {}
@@ -106,7 +109,7 @@ class AuditMiddleware:
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         route_of = environ.get("bottle.route")
         route = route_of.rule if route_of is not None else UNMATCHED_ROUTE
-        method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+        method, path = environ.get("REQUEST_METHOD", ""), wsgi_text(environ["sts.path"], "path")
         client, request_id = environ["sts.client"], environ["sts.request_id"]
         trace_id = environ.get("sts.trace_id")
         fields = {"method": method, "route": route, "path": path, "status": status,
@@ -118,7 +121,7 @@ class AuditMiddleware:
         sensors.on_request(label, route, STATUS_TEXT.get(status) or str(status), duration_ms / 1000)
         if self.sink.enabled and path not in self.settings.events_exclude_paths:
             common = {
-                "method": wsgi_text(method, "method"), "route": route, "path": wsgi_text(path, "path"),
+                "method": wsgi_text(method, "method"), "route": route, "path": path,
                 "query": wsgi_text(environ.get("QUERY_STRING", ""), "query"),
                 "user_ip": client.user_ip, "proxy_chain": client.proxy_chain,
                 "user_agent": wsgi_text(environ.get("HTTP_USER_AGENT", ""), "user_agent"),
@@ -184,7 +187,7 @@ def describe_span(span, environ: dict, status: int) -> None:
     method = environ.get("REQUEST_METHOD", "")
     span.update_name(f"{method} {route.rule}" if route is not None else method)
     span.set_attributes({
-        "http.request.method": method, "url.path": environ.get("PATH_INFO", ""),
+        "http.request.method": method, "url.path": wsgi_text(environ["sts.path"], "path"),
         "http.route": route.rule if route is not None else UNMATCHED_ROUTE,
         "http.response.status_code": status, "client.address": environ["sts.client"].user_ip,
         "network.peer.address": environ.get("REMOTE_ADDR", ""),

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from appliance.api.http.access import ADMIN, ADMIN_ROUTES, PUBLIC
 from appliance.api.http.queries import MAX_LIMIT, ORDERS, ROUTE_LIMIT
+from appliance.api.http.ratelimit import LIMITED_ROUTES
 from appliance.schema import producer_status
+from appliance.schema.tokens import WRITE
 from appliance.schema.vocabulary import (
     CURSOR,
     EVENT_TYPE,
@@ -123,7 +126,6 @@ SCHEMAS["Status"] = {
     },
 }
 
-BEARER = [{"bearer": []}, {}]  # the token is required only when API_TOKEN is set
 KAFKA_STATUS_OR_ERROR = {"oneOf": [{"$ref": "#/components/schemas/KafkaStatus"}, ERROR_REF]}
 
 PATHS: dict[str, Any] = {
@@ -154,13 +156,11 @@ PATHS: dict[str, Any] = {
     }},
     "/kafka/publish": {"post": {
         "summary": "Publish a custom event (202 queued to Kafka, or spooled while it is down)",
-        "security": BEARER,
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/PublishRequest"}}}},
         "responses": {
             "202": _json({"$ref": "#/components/schemas/PublishAccepted"}, "accepted"),
             "400": _error("malformed JSON or schema error (the message names the field)"),
-            "401": _error("API_TOKEN is set and the bearer token is missing or wrong"),
             "413": _error("body larger than MAX_BODY_BYTES"),
             "415": _error("Content-Type is not application/json"),
             "503": _error("Kafka not configured, or the event could not be kept"),
@@ -175,7 +175,6 @@ PATHS: dict[str, Any] = {
     }},
     "/kafka/flush": {"post": {
         "summary": "Flush the producer queue within a bounded timeout",
-        "security": BEARER,
         "parameters": [{"name": "timeout", "in": "query", "required": False,
                         "schema": {"type": "number", "minimum": 0, "maximum": 30, "default": 5}}],
         "responses": {
@@ -183,7 +182,6 @@ PATHS: dict[str, Any] = {
                           "properties": {"remaining": {"type": "integer"},
                                          "flushed": {"type": "boolean"}}}, "flushed"),
             "400": _error("bad timeout"),
-            "401": _error("API_TOKEN is set and the bearer token is missing or wrong"),
             "503": _error("Kafka not configured or not reachable"),
         },
     }},
@@ -204,7 +202,6 @@ PATHS: dict[str, Any] = {
     }},
     "/events": {"get": {
         "summary": "Persisted events, newest first, filtered and paged by cursor",
-        "security": BEARER,
         "parameters": [*SEARCH_PARAMETERS, LIMIT, ORDER, CURSOR_PARAMETER],
         "responses": {
             "200": _json({"type": "object", "required": ["events", "count", "limit", "next"],
@@ -215,13 +212,11 @@ PATHS: dict[str, Any] = {
                                                   "description": "cursor of the next page"}}},
                           "events"),
             "400": _error("a bad or unknown parameter (the message names it)"),
-            "401": _error("API_TOKEN is set and the bearer token is missing or wrong"),
             "503": _error("events database not readable"),
         },
     }},
     "/events/stats": {"get": {
         "summary": "Counts and latency of a time window (default: the last hour), computed by the database",
-        "security": BEARER,
         "parameters": [
             {"name": "since", "in": "query", "required": False,
              "schema": {"type": "string", "format": "date-time"}},
@@ -240,19 +235,16 @@ PATHS: dict[str, Any] = {
                 "top_proxy_chains": {"type": "array", "items": {"type": "object"}},
                 "duration_ms": {"type": "object"}}}, "statistics"),
             "400": _error("a bad or unknown parameter (the message names it)"),
-            "401": _error("API_TOKEN is set and the bearer token is missing or wrong"),
             "503": _error("events database not readable"),
         },
     }},
     "/events/export": {"get": {
         "summary": "Every matching event as JSON lines, oldest first, streamed",
-        "security": BEARER,
         "parameters": SEARCH_PARAMETERS,
         "responses": {
             "200": {"description": "one JSON object per line",
                     "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
             "400": _error("a bad or unknown parameter (the message names it)"),
-            "401": _error("API_TOKEN is set and the bearer token is missing or wrong"),
         },
     }},
     "/metrics": {"get": {
@@ -271,13 +263,42 @@ PATHS: dict[str, Any] = {
 }
 
 
+TAGS = [{"name": PUBLIC, "description": "the public plane (PORT): anyone may use it"},
+        {"name": ADMIN, "description": "the admin plane: ADMIN_PORT, and the public port with a "
+                                       "token (ADMIN_ON_PUBLIC_PORT); each needs a token of its "
+                                       "scope, except /metrics on the admin listener"}]
+
+
+def with_access(paths: dict[str, Any]) -> dict[str, Any]:
+    """Each operation tagged with its plane, and the admin ones with the token scope they need
+    (api/http/access.py) and the 401, 403 and 429 they may answer."""
+    marked: dict[str, Any] = {}
+    for path, item in paths.items():
+        marked[path] = {}
+        for method, operation in item.items():
+            key = (method.upper(), path)
+            scope = ADMIN_ROUTES.get(key)
+            operation = {**operation, "tags": [PUBLIC if scope is None else ADMIN]}
+            responses = dict(operation["responses"])
+            if scope is not None:
+                operation["security"] = [{"bearer": [scope]}]
+                responses["401"] = _error("no token, or one this appliance does not know")
+                if scope == WRITE:
+                    responses["403"] = _error("a read token on a route that needs a write token")
+            if key in LIMITED_ROUTES:
+                responses["429"] = _error("over the rate limit (Retry-After says when to retry)")
+            marked[path][method] = {**operation, "responses": responses}
+    return marked
+
+
 def openapi_document(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "simple-time-service", "version": version,
                  "description": "Request metadata + event audit appliance. Every error is "
                                 "JSON {\"error\": ..., \"status\": ...}."},
-        "paths": PATHS,
+        "tags": TAGS,
+        "paths": with_access(PATHS),
         "components": {"schemas": SCHEMAS, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"}}},
     }

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from appliance.api.http.access import Access
 from appliance.api.http.host import HostInfo, host_info
 from appliance.api.http.lifecycle import Lifecycle
 from appliance.api.http.sink import DisabledSink, EventSink
 from appliance.core.config import Settings
 from appliance.core.version import git_commit
+from appliance.schema.tokens import Tokens
 
 
 @dataclass
@@ -20,9 +22,13 @@ class Services:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     host: HostInfo | None = None
     commit: str | None = None
+    tokens: Tokens | None = None
 
     def __post_init__(self) -> None:
         if self.host is None:
             self.host = host_info(self.settings)
         if self.commit is None:
             self.commit = self.settings.git_commit or git_commit()
+        if self.tokens is None:
+            self.tokens = Tokens(self.settings)
+        self.access = Access(self.settings, self.tokens)

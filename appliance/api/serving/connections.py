@@ -10,7 +10,8 @@ hold the last free slot while others wait.
   keepalive_timeout): Waitress kept them for its channel_timeout, 120 s (127.8 s measured), and
   2,000 connections that each sent one GET / and stayed silent took GET / away from everyone.
 - **At the connection limit**, while a new connection waits, the connection idle the longest is
-  closed to make room: a client that sends a request is served whatever others hold open.
+  closed to make room (one between requests, or one silent since it connected FRESH_GRACE ago):
+  a client that sends a request is served whatever others hold open.
 
 All of it runs on the server loop's thread, between its turns (serving/server.py).
 """
@@ -30,6 +31,7 @@ from appliance.core.logs import RateLimitFilter
 
 log = logging.getLogger("appliance.server.connections")
 log.addFilter(RateLimitFilter(30.0))
+FRESH_GRACE = 1.0  # seconds a new, silent connection is safe from being closed to make room
 
 
 class RequestClock:
@@ -115,11 +117,20 @@ def someone_waits(listener: socket.socket) -> bool:
     return bool(poll.poll(0))
 
 
+def evictable(channel: RequestClock, now: float) -> bool:
+    """Idle between requests, or connected FRESH_GRACE ago or more and silent since: a new
+    connection gets that long to send its first bytes before it may be closed for another."""
+    if channel.between_requests():
+        return True
+    return (channel.request is None and not channel.requests and not channel.total_outbufs_len
+            and channel.header_started is not None and now - channel.header_started >= FRESH_GRACE)
+
+
 def make_room(channels: Iterable) -> bool:
     """Close the connection idle the longest, one that has no request in progress; False when
-    every connection is busy with a request (then the new one waits, as before the limit)."""
-    idle = [c for c in channels if isinstance(c, RequestClock) and c.request is None
-            and not c.requests and not c.total_outbufs_len]
+    none may be closed (then the new one waits, as before the limit)."""
+    now = time.monotonic()
+    idle = [c for c in channels if isinstance(c, RequestClock) and evictable(c, now)]
     if not idle:
         return False
     oldest = min(idle, key=lambda channel: channel.last_activity)

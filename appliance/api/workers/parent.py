@@ -54,7 +54,7 @@ class Worker:
         # one SIGINT on (a second would tell the worker to skip its shutdown waits).
         self.process = subprocess.Popen([sys.executable, "-m", "appliance", "api", "--worker",
                                          self.slot.text()],
-                                        pass_fds=(self.slot.fd, self.slot.balance_fd),
+                                        pass_fds=self.slot.inherited,
                                         process_group=0)
         self.started = time.monotonic()
 
@@ -69,12 +69,16 @@ class Worker:
 class Workers:
     """Start ``count`` workers on ``sock``; keep them running until a signal; then wait."""
 
-    def __init__(self, settings: Settings, sock: socket.socket, count: int) -> None:
-        sock.set_inheritable(True)
+    def __init__(self, settings: Settings, sock: socket.socket, count: int,
+                 admin_sock: socket.socket | None = None) -> None:
+        for inherited in (sock, admin_sock):
+            if inherited is not None:
+                inherited.set_inheritable(True)
         self.settings = settings
-        self.sock = sock
+        self.sock, self.admin_sock = sock, admin_sock
         parent, balance = os.getpid(), shared_memory(count)
-        self.workers = [Worker(WorkerSlot(i, count, sock.fileno(), parent, balance))
+        admin_fd = -1 if admin_sock is None else admin_sock.fileno()
+        self.workers = [Worker(WorkerSlot(i, count, sock.fileno(), parent, balance, admin_fd))
                         for i in range(count)]
         self.balance = ConnectionBalance(balance, 0, count)
         self.launched = time.monotonic()
