@@ -82,7 +82,8 @@ def run_dashboard(settings: Settings, args: argparse.Namespace) -> int:
             token = Tokens(settings).any_token(READ)
         except TokenFileError:
             token = None  # the dashboard says 401, with how to pass one
-    return run(args.url or settings.local_admin_url, token, args.interval)
+    return run(args.url or settings.local_admin_url, token, args.interval,
+               (args.host, args.port) if args.serve else None)
 
 
 def dashboard_options(command: argparse.ArgumentParser) -> None:

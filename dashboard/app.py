@@ -42,7 +42,11 @@ class DashboardApp(App[None]):
                                     history_minutes=self.history_minutes))
 
 
-def run(url: str, token: str | None, interval: float) -> int:
+def run(url: str, token: str | None, interval: float, serve_on: tuple[str, int] | None = None) -> int:
+    """The dashboard in this terminal, or with ``serve_on`` (host, port) in a browser."""
+    if serve_on is not None:
+        from .serve import serve
+        return serve(url, token, interval, *serve_on)
     DashboardApp(ApplianceClient(url, token), interval=interval).run()
     return 0
 
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         prog="dashboard", description="Live terminal dashboard of a simple-time-service appliance.")
     add_arguments(parser, token_default=environ.get("API_TOKEN") or None)
     args = parser.parse_args(argv)
-    return run(args.url, args.token, args.interval)
+    return run(args.url, args.token, args.interval, (args.host, args.port) if args.serve else None)
 
 
 if __name__ == "__main__":

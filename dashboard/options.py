@@ -7,6 +7,7 @@ import argparse
 
 DEFAULT_URL = "http://127.0.0.1:8081"  # the appliance's admin plane (ADMIN_PORT) on this host
 DEFAULT_INTERVAL = 1.0  # seconds between refreshes: a new request shows within ~1 s
+SERVE_HOST, SERVE_PORT = "127.0.0.1", 8090  # --serve: this host only, unless told otherwise
 
 
 def interval(raw: str) -> float:
@@ -28,3 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser, token_default: str | None = N
                         help=f"a read token of the appliance (default: {token_help})")
     parser.add_argument("--interval", type=interval, default=DEFAULT_INTERVAL,
                         help=f"seconds between refreshes (default {DEFAULT_INTERVAL:g})")
+    parser.add_argument("--serve", action="store_true",
+                        help="serve the dashboard to a browser (textual-serve) instead of this "
+                             "terminal")
+    parser.add_argument("--host", default=SERVE_HOST,
+                        help=f"with --serve: the address to listen on (default {SERVE_HOST})")
+    parser.add_argument("--port", type=int, default=SERVE_PORT,
+                        help=f"with --serve: the port (default {SERVE_PORT})")

@@ -18,6 +18,7 @@ from appliance.api.http.services import Services
 from appliance.core import jsontext
 
 FAST_METHODS = frozenset({"GET", "HEAD"})
+VARY = ("Vary", "Accept")  # the answer depends on it: a browser gets the page (api/http/pages.py)
 
 
 class IndexFastPath:
@@ -28,13 +29,14 @@ class IndexFastPath:
         self.route = next(r for r in app.routes if r.rule == "/" and r.method == "GET")
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != "/" or environ.get("REQUEST_METHOD") not in FAST_METHODS:
-            return self.bottle(environ, start_response)
+        if (environ.get("PATH_INFO") != "/" or environ.get("REQUEST_METHOD") not in FAST_METHODS
+                or "html" in environ.get("HTTP_ACCEPT", "") or "format=" in environ.get("QUERY_STRING", "")):
+            return self.bottle(environ, start_response)  # a browser's page, or anything else
         try:
             body = jsontext.dumps(index_document(self.services, environ["sts.client"]))
         except Exception:  # Bottle's route fails the same way and renders the JSON error
             return self.bottle(environ, start_response)
         environ["bottle.route"] = self.route
-        start_response("200 OK", [("Content-Type", "application/json"),
+        start_response("200 OK", [VARY, ("Content-Type", "application/json"),
                                   ("Content-Length", str(len(body)))])
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]

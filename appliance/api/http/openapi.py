@@ -130,10 +130,36 @@ KAFKA_STATUS_OR_ERROR = {"oneOf": [{"$ref": "#/components/schemas/KafkaStatus"},
 
 PATHS: dict[str, Any] = {
     "/": {"get": {
-        "summary": "Request metadata: time, real client IP, proxy chain, host, Kafka status",
+        "summary": "Request metadata: time, real client IP, proxy chain, host, Kafka status "
+                   "(an HTML page when Accept prefers text/html)",
         "parameters": [{"name": "X-Forwarded-For", "in": "header", "required": False,
-                        "schema": STRING}],
-        "responses": {"200": _json({"$ref": "#/components/schemas/Index"}, "metadata")},
+                        "schema": STRING},
+                       {"name": "format", "in": "query", "required": False,
+                        "schema": {"enum": ["json", "html"]},
+                        "description": "the answer's form whatever Accept says"}],
+        "responses": {"200": {"description": "metadata", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Index"}},
+            "text/html": {"schema": STRING}}},
+            "401": _error("signin asked and no read token given (the page's sign-in link)")},
+    }},
+    "/static/{name}": {"get": {
+        "summary": "The status page's stylesheet and icon",
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": STRING}],
+        "responses": {"200": {"description": "the file", "content": {
+            "text/css": {"schema": STRING}, "image/svg+xml": {"schema": STRING}}},
+            "404": _error("no such file")},
+    }},
+    "/docs": {"get": {
+        "summary": "Swagger UI for this document (served by the appliance, nothing from elsewhere)",
+        "responses": {"200": {"description": "the page", "content": {
+            "text/html": {"schema": STRING}}}},
+    }},
+    "/docs/{name}": {"get": {
+        "summary": "Swagger UI's files",
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": STRING}],
+        "responses": {"200": {"description": "the file", "content": {
+            "text/css": {"schema": STRING}, "text/javascript": {"schema": STRING},
+            "image/png": {"schema": STRING}}}, "404": _error("no such file")},
     }},
     "/healthz": {"get": {
         "summary": "Liveness: the process serves HTTP (never depends on Kafka, OTel or the DB)",

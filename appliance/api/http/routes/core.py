@@ -7,9 +7,12 @@ from typing import Any
 
 import bottle
 
+from appliance.api.http import docs, pages
 from appliance.api.http.clientip import ClientAddress
 from appliance.api.http.errors import HttpError
+from appliance.api.http.negotiation import prefers_html
 from appliance.api.http.openapi import openapi_document
+from appliance.api.http.routes.status import read_status
 from appliance.api.http.services import Services
 from appliance.core import metrics
 from appliance.core.timefmt import utc_now_iso
@@ -35,8 +38,26 @@ def index_document(services: Services, client: ClientAddress) -> dict[str, Any]:
 def add_core_routes(app: bottle.Bottle, services: Services) -> None:
 
     @app.get("/")
-    def index() -> dict[str, Any]:
-        return index_document(services, bottle.request.environ["sts.client"])
+    def index():
+        environ = bottle.request.environ
+        document = index_document(services, environ["sts.client"])
+        if prefers_html(environ.get("HTTP_ACCEPT"), environ.get("QUERY_STRING", "")):
+            return pages.status_page(services, environ, document,
+                                     lambda s: read_status(s, 0))
+        bottle.response.set_header("Vary", "Accept")
+        return document
+
+    @app.get("/static/<name>")
+    def static(name: str):
+        return pages.static_file(name)
+
+    @app.get("/docs")
+    def api_docs():
+        return docs.docs_page()
+
+    @app.get("/docs/<name>")
+    def api_docs_file(name: str):
+        return docs.docs_file(name)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
