@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from appliance.pipeline.producer.spool import (
@@ -27,6 +29,25 @@ def test_messages_come_back_in_order_with_their_keys_and_headers(tmp_path):
     assert [m.value[:6] for m in spool.read_from(1, 10)] == [b"000002", b"000003", b"000004"]
     assert spool.depth == 3 and spool.bytes == sum(m.size for m in read[2:])
     assert [m.value[:6] for m in spool.read_from(read[3].id, 10)] == [b"000003", b"000004"]
+
+
+def test_its_usage_read_while_appends_drop_is_within_the_bound_and_adds_up(tmp_path):
+    spool = Spool(tmp_path, max_bytes=1_000)
+    stop, seen = threading.Event(), []
+
+    def watch():
+        while not stop.is_set():
+            seen.append(spool.usage())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for batch in range(200):
+        spool.append([message(batch * 3 + i) for i in range(3)])
+    stop.set()
+    watcher.join()
+    assert seen and all(size <= 1_000 for _, size, _ in seen)
+    assert all(depth + dropped <= 600 for depth, _, dropped in seen)
+    assert spool.usage() == (spool.depth, spool.bytes, spool.dropped) and spool.dropped + spool.depth == 600
 
 
 def test_spool_survives_reopening(tmp_path):

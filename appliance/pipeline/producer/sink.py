@@ -207,6 +207,7 @@ class KafkaEventSink:
 
     def status(self) -> ProducerStatus:
         watch = self.watch
+        depth, spooled_bytes, dropped = self.spool.usage()
         return ProducerStatus(
             brokers=self.settings.kafka_bootstrap, topic=self.settings.kafka_topic_events,
             partitions=watch.partitions, connected=watch.kafka_up,
@@ -216,7 +217,7 @@ class KafkaEventSink:
             release="committed" if self.tracker.until_committed else "acknowledged",
             in_flight=self.tracker.in_flight, unconfirmed=self.tracker.unconfirmed,
             confirmed=self.tracker.confirmed_total, broker_batches=self.relay.batches,
-            spool_depth=self.spool.depth + self.writer.pending,
-            spool_error=self.writer.last_error, spool_bytes=self.spool.bytes,
-            dropped=self.spool.dropped, last_error=watch.last_error,
+            spool_depth=depth + self.writer.pending,
+            spool_error=self.writer.last_error, spool_bytes=spooled_bytes,
+            dropped=dropped, last_error=watch.last_error,
             last_error_at=watch.last_error_at)

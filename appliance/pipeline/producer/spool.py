@@ -110,6 +110,12 @@ class Spool:
             if self.bytes > self.max_bytes:
                 self._drop_oldest()
 
+    def usage(self) -> tuple[int, int, int]:
+        """(depth, bytes, dropped) of one moment: an append counts its rows before it drops the
+        oldest, so the three read without the lock may be over the bound or not add up."""
+        with self._lock:
+            return self.depth, self.bytes, self.dropped
+
     def _remember(self, messages: list[Message], rows: list[tuple], last_id: int) -> None:
         fresh = self._fresh
         if len(fresh) + len(rows) > MAX_FRESH or (fresh and fresh[-1].id != last_id - len(rows)):
