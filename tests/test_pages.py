@@ -5,6 +5,7 @@ page audited like any other exchange. In-process; tests/test_browser.py has the 
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from conftest import call_wsgi
@@ -38,6 +39,17 @@ def app_for(sink=None, **env):
 
 def page(app, **headers):
     return call_wsgi(app, "GET", "/", headers={"Accept": BROWSER, **headers})
+
+
+@pytest.mark.parametrize("query", ["format=null", "format=", "format=xml&format=json&format=pdf"])
+def test_a_format_other_than_json_or_html_is_a_400_naming_it(query):
+    answer = call_wsgi(app_for(), "GET", "/", query=query, headers={"Accept": BROWSER})
+    assert answer.status == 400 and answer.headers["Content-Type"].startswith("application/json")
+    assert json.loads(answer.body)["error"].startswith("format: expected json or html")
+
+
+def test_the_last_format_wins_as_in_any_query():
+    assert prefers_html("*/*", "format=json&format=html") is True
 
 
 def test_the_page_says_how_it_may_be_used_and_cached():

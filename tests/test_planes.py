@@ -30,6 +30,14 @@ def operations() -> list[tuple[str, str]]:
     return sorted((method.upper(), path) for path, item in paths.items() for method in item)
 
 
+def target(path: str) -> str:
+    """``path`` with its ``{name}`` as the first of the names its document allows."""
+    if "{name}" not in path:
+        return path
+    parameter = openapi_document(__version__)["paths"][path]["get"]["parameters"][0]
+    return path.replace("{name}", parameter["schema"]["enum"][0])
+
+
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory):
     """The run command's appliance: KAFKA_BROKERS=embedded and no token configured."""
@@ -55,8 +63,8 @@ def ask(client: HttpClient, method: str, path: str, token: str | None) -> tuple[
     if body:
         headers["Content-Type"] = "application/json"
     query = QUERIES.get((method, path))
-    target = f"{path}?{query}" if query else path
-    reply = client.request(method, target, headers=headers, body=body, anonymous=True, timeout=10)
+    url = f"{target(path)}?{query}" if query else target(path)
+    reply = client.request(method, url, headers=headers, body=body, anonymous=True, timeout=10)
     return reply.status, reply.headers  # a case-insensitive lookup: Bottle sends Www-Authenticate
 
 

@@ -9,6 +9,7 @@ from appliance.api.http.errors import bottle_error
 from appliance.api.http.fastpath import IndexFastPath
 from appliance.api.http.middleware import AuditMiddleware
 from appliance.api.http.ratelimit import RateLimitPlugin
+from appliance.api.http.routes.browser import add_browser_routes
 from appliance.api.http.routes.core import add_core_routes
 from appliance.api.http.routes.events import add_event_routes
 from appliance.api.http.routes.kafka import add_kafka_routes
@@ -35,6 +36,7 @@ def create_app(settings: Settings, services: Services | None = None) -> AuditMid
     app.install(AccessPlugin(services.access))  # first: applied outermost
     app.install(RateLimitPlugin(settings))
     add_core_routes(app, services)
+    add_browser_routes(app)
     add_kafka_routes(app, services)
     add_event_routes(app, services)
     add_status_routes(app, services)

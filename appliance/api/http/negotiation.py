@@ -8,6 +8,8 @@ stays as fast as ever, since an Accept without "html" in it is not even parsed.
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 HTML, JSON = "text/html", "application/json"
 MAX_ACCEPT = 2048  # characters of Accept read: a real one is far shorter
 
@@ -41,11 +43,28 @@ def _q(parameters: list[str]) -> float:
 def prefers_html(accept: str | None, query: str = "") -> bool:
     """The page rather than JSON: ``?format=html`` or ``?format=json`` decide; otherwise an Accept
     that gives text/html a higher q-value than application/json."""
-    if query:
-        if "format=json" in query:
-            return False
-        if "format=html" in query:
-            return True
+    asked = format_asked(query)
+    if asked is not None:
+        return asked == "html"
     if not accept or "html" not in accept:
         return False
     return quality(accept, HTML) > quality(accept, JSON)
+
+
+FORMATS = ("json", "html")
+
+
+class FormatError(ValueError):
+    """``?format=`` other than json or html."""
+
+
+def format_asked(query: str) -> str | None:
+    """The last ``format`` of ``query`` (None: none); FormatError for anything but json or html."""
+    if "format" not in query:
+        return None
+    asked = [value for name, value in parse_qsl(query, keep_blank_values=True) if name == "format"]
+    if not asked:
+        return None
+    if asked[-1] not in FORMATS:
+        raise FormatError(f"format: expected json or html, got {asked[-1][:40]!r}")
+    return asked[-1]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from appliance.api.http.access import ADMIN, ADMIN_ROUTES, PUBLIC
+from appliance.api.http.docs import FILES as DOCS_FILES
+from appliance.api.http.pages import STATIC
 from appliance.api.http.queries import MAX_LIMIT, ORDERS, ROUTE_LIMIT
 from appliance.api.http.ratelimit import LIMITED_ROUTES
 from appliance.schema import producer_status
@@ -140,11 +142,13 @@ PATHS: dict[str, Any] = {
         "responses": {"200": {"description": "metadata", "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Index"}},
             "text/html": {"schema": STRING}}},
+            "400": _error("format other than json or html"),
             "401": _error("signin asked and no read token given (the page's sign-in link)")},
     }},
     "/static/{name}": {"get": {
         "summary": "The status page's stylesheet and icon",
-        "parameters": [{"name": "name", "in": "path", "required": True, "schema": STRING}],
+        "parameters": [{"name": "name", "in": "path", "required": True,
+                        "schema": {"enum": sorted(STATIC)}}],
         "responses": {"200": {"description": "the file", "content": {
             "text/css": {"schema": STRING}, "image/svg+xml": {"schema": STRING}}},
             "404": _error("no such file")},
@@ -156,7 +160,8 @@ PATHS: dict[str, Any] = {
     }},
     "/docs/{name}": {"get": {
         "summary": "Swagger UI's files",
-        "parameters": [{"name": "name", "in": "path", "required": True, "schema": STRING}],
+        "parameters": [{"name": "name", "in": "path", "required": True,
+                        "schema": {"enum": sorted(DOCS_FILES)}}],
         "responses": {"200": {"description": "the file", "content": {
             "text/css": {"schema": STRING}, "text/javascript": {"schema": STRING},
             "image/png": {"schema": STRING}}}, "404": _error("no such file")},

@@ -1,4 +1,4 @@
-"""GET /, /healthz, /readyz, /version, /metrics, /openapi.json."""
+"""GET /, /healthz, /readyz, /version, /metrics, /openapi.json (the browser's files: browser.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 import bottle
 
-from appliance.api.http import docs, pages
+from appliance.api.http import pages
 from appliance.api.http.clientip import ClientAddress
 from appliance.api.http.errors import HttpError
-from appliance.api.http.negotiation import prefers_html
+from appliance.api.http.negotiation import FormatError, prefers_html
 from appliance.api.http.openapi import openapi_document
 from appliance.api.http.routes.status import read_status
 from appliance.api.http.services import Services
@@ -35,29 +35,24 @@ def index_document(services: Services, client: ClientAddress) -> dict[str, Any]:
     }
 
 
+def index_answer(services: Services, environ: dict[str, Any]):
+    """GET /: the JSON document, or for a browser the page of it (api/http/negotiation.py)."""
+    document = index_document(services, environ["sts.client"])
+    try:
+        html = prefers_html(environ.get("HTTP_ACCEPT"), environ.get("QUERY_STRING", ""))
+    except FormatError as exc:
+        raise HttpError(400, str(exc)) from None
+    if html:
+        return pages.status_page(services, environ, document, lambda s: read_status(s, 0))
+    bottle.response.set_header("Vary", "Accept")
+    return document
+
+
 def add_core_routes(app: bottle.Bottle, services: Services) -> None:
 
     @app.get("/")
     def index():
-        environ = bottle.request.environ
-        document = index_document(services, environ["sts.client"])
-        if prefers_html(environ.get("HTTP_ACCEPT"), environ.get("QUERY_STRING", "")):
-            return pages.status_page(services, environ, document,
-                                     lambda s: read_status(s, 0))
-        bottle.response.set_header("Vary", "Accept")
-        return document
-
-    @app.get("/static/<name>")
-    def static(name: str):
-        return pages.static_file(name)
-
-    @app.get("/docs")
-    def api_docs():
-        return docs.docs_page()
-
-    @app.get("/docs/<name>")
-    def api_docs_file(name: str):
-        return docs.docs_file(name)
+        return index_answer(services, bottle.request.environ)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
