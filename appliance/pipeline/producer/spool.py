@@ -61,11 +61,9 @@ class Spool:
         self._load()
 
     def adopt(self, other: Path) -> int:
-        """Move every row of another spool file (one of an API process that no longer runs:
-        WEB_PROCESSES went down) to the tail of this one, drops counted; then remove the file.
-        Never lost: the rows are deleted from the other file only after they are copied (in
-        WAL mode a transaction over two files is atomic per file only, so a crash in between
-        may send some twice, which the consumer's event_id makes harmless)."""
+        """Move every row of another spool file (of an API process that no longer runs) to the
+        tail of this one, drops counted, then remove the file. Rows leave the other file only
+        once copied (atomic per WAL file: a crash between may send some twice; event_id)."""
         with self._lock:
             self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
             try:
@@ -111,8 +109,7 @@ class Spool:
                 self._drop_oldest()
 
     def usage(self) -> tuple[int, int, int]:
-        """(depth, bytes, dropped) of one moment: an append counts its rows before it drops the
-        oldest, so the three read without the lock may be over the bound or not add up."""
+        """(depth, bytes, dropped) of one moment (an append counts before it drops the oldest)."""
         with self._lock:
             return self.depth, self.bytes, self.dropped
 
