@@ -138,6 +138,12 @@ def test_flush_timeout_must_be_0_to_30_seconds(timeout):
     assert response.status == 400 and "timeout" in response.json()["error"]
 
 
+def test_flush_refuses_a_parameter_it_does_not_know():
+    response = call_wsgi(app_with(), "POST", "/kafka/flush", query="timeout=1&wait=yes")
+    assert response.status == 400
+    assert response.json()["error"] == "unknown parameter(s): wait"
+
+
 def test_flush_returns_what_remains():
     response = call_wsgi(app_with(), "POST", "/kafka/flush", query="timeout=1")
     assert response.status == 200 and response.json() == {"remaining": 0, "flushed": True}

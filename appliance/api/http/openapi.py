@@ -212,7 +212,7 @@ PATHS: dict[str, Any] = {
             "200": _json({"type": "object", "required": ["remaining", "flushed"],
                           "properties": {"remaining": {"type": "integer"},
                                          "flushed": {"type": "boolean"}}}, "flushed"),
-            "400": _error("bad timeout"),
+            "400": _error("a bad timeout or an unknown parameter"),
             "503": _error("Kafka not configured or not reachable"),
         },
     }},

@@ -8,6 +8,7 @@ import bottle
 
 from appliance.api.http.errors import HttpError
 from appliance.api.http.jsonio import json_response, read_json_object
+from appliance.api.http.queries import refuse_unknown
 from appliance.api.http.services import Services
 from appliance.core import tracing
 from appliance.schema import events, vocabulary
@@ -71,6 +72,7 @@ def add_kafka_routes(app: bottle.Bottle, services: Services) -> None:
 
     @app.post("/kafka/flush")
     def flush():
+        refuse_unknown(bottle.request.query, {"timeout"})
         timeout = parse_timeout(bottle.request.query.get("timeout"))
         require_kafka()
         if not sink.kafka_up:
