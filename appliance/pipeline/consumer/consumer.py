@@ -2,8 +2,8 @@
 
 Each batch is written in one transaction (writer.py) and only then are its offsets committed:
 a crash between the two redelivers the batch, which inserts nothing new. When the database
-fails, offsets are not committed, the consumer seeks back to the batch's first offsets, backs
-off and tries again, so nothing is skipped.
+fails, offsets are not committed and the batch is held (held.py): the consumer backs off with
+its partitions paused and writes the same messages again, so nothing is skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from appliance.core.config import Settings
 from appliance.core.kafka import base_config, client_logger, ensure_topic
+from appliance.pipeline.consumer.held import HeldBatch
 from appliance.pipeline.consumer.maintenance import Maintenance
 from appliance.pipeline.consumer.reporter import Reporter
 from appliance.pipeline.consumer.watchdog import ProgressWatchdog
@@ -53,15 +54,6 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def first_offsets(messages: list) -> list[TopicPartition]:
-    """Where each partition of the batch starts: where to seek back to after a failure."""
-    first: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic(), m.partition())
-        first[key] = min(first.get(key, m.offset()), m.offset())
-    return [TopicPartition(t, p, o) for (t, p), o in first.items()]
-
-
 def next_offsets(messages: list) -> list[TopicPartition]:
     """What to commit after the batch: each partition's last offset + 1."""
     last: dict[tuple[str, int], int] = {}
@@ -82,6 +74,7 @@ class EventConsumer:
         self.maintenance = Maintenance(settings, writer.store)
         self.reporter = Reporter(settings.layout.consumer_report, writer, self.watchdog,
                                  self.maintenance)
+        self.held = HeldBatch()  # a batch the database refused for now, written again
         self._backoff = BACKOFF_START
 
     def start(self) -> None:
@@ -99,14 +92,16 @@ class EventConsumer:
 
     def step(self) -> int:
         """Consume and persist one batch; return how many messages it held."""
-        messages = [m for m in self._next_batch() if self._usable(m)]
+        messages = self.held.messages or [m for m in self._next_batch() if self._usable(m)]
         if messages:
             if self.writer.write(messages):
                 self._commit(messages)
+                if self.held:
+                    self.held.release(self.consumer)
                 self._backoff = BACKOFF_START
                 self.watchdog.progressed()
             else:
-                self._rewind(messages)
+                self._hold(messages)
         if self.maintenance.due() and self.writer.last_db_error is None:
             self._maintain()
         if self.reporter.due():
@@ -146,18 +141,14 @@ class EventConsumer:
             # The rows are safe; the batch will be redelivered and ignored as duplicates.
             log.warning("offset commit failed", extra={"error": str(exc.args[0])})
 
-    def _rewind(self, messages: list) -> None:
-        """Keep running: seek back to the batch's first offsets and retry after a back-off."""
+    def _hold(self, messages: list) -> None:
+        """Keep running: hold the batch, back off with the partitions paused, then retry it."""
         self.reporter.write(self.assigned)  # the agent learns at once that writes fail
         log.warning("database write failed; will retry", extra={
             "error": self.writer.last_db_error, "retry_in_s": self._backoff,
-            "database": self.settings.database_url.redacted()})
-        for partition in first_offsets(messages):
-            try:
-                self.consumer.seek(partition)
-            except KafkaException as seek_error:  # partition revoked meanwhile: its new owner
-                log.info("seek skipped", extra={"error": str(seek_error)})  # starts at the commit
-        self.stop.wait(self._backoff)
+            "held": len(messages), "database": self.settings.database_url.redacted()})
+        self.held.add(messages)
+        self.held.wait(self.consumer, self._backoff, self.stop, self._usable)
         self._backoff = min(self._backoff * 2, BACKOFF_MAX)
 
     def _observe(self) -> None:
@@ -167,7 +158,11 @@ class EventConsumer:
         self.reporter.write(self.assigned)
 
     def lag(self) -> int | None:
-        return assigned_lag(self.consumer)
+        """Events not persisted yet: those on the topic not read, and a held batch."""
+        behind = assigned_lag(self.consumer)
+        if not self.held:
+            return behind
+        return (behind or 0) + len(self.held.messages)
 
     def recreate_client(self) -> None:
         """A stalled client is replaced: the new one rejoins and starts at the committed offsets."""
@@ -184,10 +179,12 @@ class EventConsumer:
 
     def _on_revoke(self, consumer, partitions) -> None:
         self.assigned -= {p.partition for p in partitions}
+        self.held.forget(p.partition for p in partitions)
         self.reporter.write(self.assigned)
 
     def _on_lost(self, consumer, partitions) -> None:
         self.assigned -= {p.partition for p in partitions}
+        self.held.forget(p.partition for p in partitions)
         log.warning("partitions lost (broker restart or session timeout); rejoining",
                     extra={"partitions": [p.partition for p in partitions]})
 
