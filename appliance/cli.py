@@ -121,6 +121,16 @@ def events_options(command: argparse.ArgumentParser) -> None:
     add_arguments(command)
 
 
+def run_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from appliance.backup import run
+    return run(settings, args)
+
+
+def backup_options(command: argparse.ArgumentParser) -> None:
+    from appliance.backup import add_arguments
+    add_arguments(command)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
     "api": ("serve the HTTP API in the foreground", run_api),
     "consumer": ("persist events from Kafka into SQLite in the foreground",
@@ -133,10 +143,11 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     "token": ("print the admin plane's API tokens of this DATA_DIR", run_token),
     "dashboard": ("live terminal dashboard of an appliance (over HTTP)", run_dashboard),
     "events": ("the audit trail: events export", run_events),
+    "backup": ("copy the SQLite audit database to a file while it runs", run_backup),
 }
 OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "api": api_options, "dashboard": dashboard_options, "events": events_options,
-    "token": token_options, "up": up_options}
+    "token": token_options, "up": up_options, "backup": backup_options}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -42,6 +42,7 @@ class BrokerRecycler:
         self.last_reason: str | None = None
         self._last_at = 0.0
         self._thread: threading.Thread | None = None
+        sensors.on_broker_recycler(MIN_INTERVAL)
 
     def join(self, timeout: float) -> None:
         if self._thread is not None:

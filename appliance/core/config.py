@@ -218,6 +218,7 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("PORT", "port", as_port),
     ("ADMIN_HOST", "admin_host", as_str),
     ("ADMIN_PORT", "admin_port", as_optional_port),
+    ("CONSUMER_HEALTH_PORT", "consumer_health_port", as_optional_port),
     ("ADMIN_ON_PUBLIC_PORT", "admin_on_public_port", as_choice("token", "off", "open")),
     ("RATE_LIMIT_WRITES", "rate_limit_writes", as_float_range(0, 1_000_000)),
     ("RATE_LIMIT_READS", "rate_limit_reads", as_float_range(0, 1_000_000)),
@@ -283,6 +284,8 @@ class Settings:
     # The admin plane's own listener (api/http/access.py): loopback unless told otherwise.
     admin_host: str = "127.0.0.1"
     admin_port: int | None = 8081  # None: no admin listener (ADMIN_PORT=off)
+    # The consumer's /healthz, /readyz, /metrics on ADMIN_HOST, for a pod without the API.
+    consumer_health_port: int | None = None
     admin_on_public_port: str = "token"  # token, off (404) or open (no token anywhere)
     rate_limit_writes: float = 50.0  # /kafka/publish per second per token or client; 0: none
     rate_limit_reads: float = 5.0  # /events/stats, /events/export per second, likewise

@@ -56,6 +56,9 @@ class AllSeries:
                          **LIVESUM)
     spool_depth = Series("gauge", "spool_depth",
                          "Events in the spool: waiting, or not yet confirmed", **LIVESUM)
+    spool_bytes = Series("gauge", "spool_bytes", "Bytes of the events in the spool", **LIVESUM)
+    spool_max_bytes = Series("gauge", "spool_max_bytes",
+                             "The spool's bound (SPOOL_MAX_MB, one per API process)", **LIVESUM)
     spool_dropped = Series("counter", "spool_dropped_total",
                            "Events dropped because the spool was full")
     persisted = Series("counter", "consumer_events_persisted_total",
@@ -74,6 +77,11 @@ class AllSeries:
                               buckets=DURATION_BUCKETS)
     consumer_stalls = Series("counter", "consumer_stalls_total",
                              "Times the consumer made no progress while events waited")
+    disk_free = Series("gauge", "disk_free_bytes",
+                       "Space left to the appliance on a filesystem it writes to, per agent probe",
+                       ("path",), **LIVEMAX)
+    disk_total = Series("gauge", "disk_total_bytes", "Size of that filesystem", ("path",),
+                        **LIVEMAX)
     component_up = Series("gauge", "component_up", "1 UP, 0.5 DEGRADED, 0 DOWN, per agent probe",
                           ("component",), **LIVEMAX)
     broker_recycles = Series("counter", "embedded_broker_recycles_total",
@@ -174,10 +182,13 @@ def on_spool_dropped(events: int) -> None:
     SERIES.spool_dropped.inc(events)
 
 
-def on_producer_levels(in_queue: int, spool_depth: int, unconfirmed: int) -> None:
+def on_producer_levels(in_queue: int, spool_depth: int, unconfirmed: int,
+                       spool_bytes: int = 0, spool_max_bytes: int = 0) -> None:
     SERIES.queue_length.set(in_queue)
     SERIES.spool_depth.set(spool_depth)
     SERIES.unconfirmed.set(unconfirmed)
+    SERIES.spool_bytes.set(spool_bytes)
+    SERIES.spool_max_bytes.set(spool_max_bytes)
 
 
 def on_librdkafka_line_suppressed() -> None:
@@ -227,16 +238,28 @@ def on_maintenance_step(seconds: float) -> None:
 
 
 def on_probe_round(results: Mapping[str, tuple[str, str, dict[str, Any]]]) -> None:
-    """One round of the agent's probes: each component's state, the lag per partition, the
-    embedded broker's memory."""
+    """One round of the agent's probes: each component's state, the lag per partition, the free
+    space, the embedded broker's memory."""
     for name, (state, _, data) in results.items():
         if state in STATE_VALUES:
             SERIES.component_up.labels(component=name).set(STATE_VALUES[state])
         if name == "kafka":
             for partition, lag in data.get("lag", {}).items():
                 SERIES.consumer_lag.labels(partition=partition).set(lag)
+        if name == "disk":
+            for fs in data.get("filesystems", []):
+                if "free_mb" in fs:
+                    SERIES.disk_free.labels(path=fs["path"]).set(fs["free_mb"] * 2**20)
+                    SERIES.disk_total.labels(path=fs["path"]).set(fs["total_mb"] * 2**20)
         if name == "process.broker" and "rss_mb" in data:
             SERIES.broker_rss.set(data["rss_mb"] * 1024 * 1024)
+
+
+def on_broker_recycler(reasons: Iterable[str]) -> None:
+    """The recycler's counters exist at 0 from the start: an alert on their increase has a
+    series to look at before the first recycle."""
+    for reason in reasons:
+        SERIES.broker_recycles.labels(reason=reason)
 
 
 def on_broker_recycled(reason: str) -> None:

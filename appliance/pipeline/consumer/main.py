@@ -10,6 +10,7 @@ from appliance.core.config import Settings
 from appliance.core.kafka import checked_client_config
 from appliance.core.process import Runtime
 from appliance.pipeline.consumer.consumer import EventConsumer
+from appliance.pipeline.consumer.health import HealthListener, Heartbeat
 from appliance.pipeline.consumer.writer import BatchWriter
 
 log = logging.getLogger("appliance.consumer")
@@ -17,6 +18,27 @@ DRAIN_TIMEOUT = 10.0  # seconds the consumer keeps persisting after SIGTERM (emb
 
 
 def consume(runtime: Runtime, settings: Settings) -> int:
+    heartbeat = Heartbeat()
+    try:
+        listener = health_listener(settings, heartbeat)
+    except OSError as exc:
+        log.error(f"CONSUMER_HEALTH_PORT: cannot listen on {settings.admin_host}:"
+                  f"{settings.consumer_health_port}: {exc.strerror or exc}")
+        return 2
+    try:
+        return consume_until_stopped(runtime, settings, heartbeat)
+    finally:
+        if listener is not None:
+            listener.close()
+
+
+def health_listener(settings: Settings, heartbeat: Heartbeat) -> HealthListener | None:
+    if settings.consumer_health_port is None:
+        return None
+    return HealthListener(settings.admin_host, settings.consumer_health_port, heartbeat).start()
+
+
+def consume_until_stopped(runtime: Runtime, settings: Settings, heartbeat: Heartbeat) -> int:
     if not settings.kafka_enabled:
         log.warning("KAFKA_BROKERS not set: nothing to consume; idling until stopped")
         return process.idle(runtime)
@@ -24,8 +46,11 @@ def consume(runtime: Runtime, settings: Settings) -> int:
     with checked_client_config():
         consumer = EventConsumer(settings, writer, runtime.stop)
     consumer.start()
+    heartbeat.started()
     while not runtime.stop.is_set():
         consumer.step()
+        heartbeat.beat()
+    heartbeat.ready = False
     if settings.embedded_broker:
         drain(consumer)
     report_unpersisted(consumer, settings)

@@ -152,7 +152,8 @@ class Relay:
         if now - self._sampled_at >= 1.0:
             self._sampled_at = now
             sensors.on_producer_levels(len(self.handle.producer), self.spool.depth,
-                                       self.tracker.unconfirmed)
+                                       self.tracker.unconfirmed, self.spool.bytes,
+                                       self.spool.max_bytes)
 
     # --- shutdown --------------------------------------------------------------------------
 
