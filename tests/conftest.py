@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 from wsgiref.util import setup_testing_defaults
 
+import containers
 import dataset
 import pytest
 from procs import REPO, ApiProcess, Broker, Postgres, free_port, launch_api
@@ -162,3 +163,16 @@ def kafka_live_server(tmp_path_factory: pytest.TempPathFactory, session_broker) 
         yield server
     finally:
         server.stop()
+
+
+# --- containers: one engine and one appliance image for the whole session ---------------------
+
+
+@pytest.fixture(scope="session")
+def engine() -> list[str]:
+    return containers.engine_command()
+
+
+@pytest.fixture(scope="session")
+def image(engine: list[str]) -> str:
+    return containers.build_appliance(engine)

@@ -491,11 +491,13 @@ class Appliance:
 class Load:
     """GET / from ``connections`` threads, each request with its own X-Request-ID
     ``<prefix>-<thread>-<n>``, as fast as answered or at ``rate`` requests/s in all. Keeps the ids
-    answered 200; reconnects after a failure (an API that restarts), counting failures."""
+    answered 200, and those sent without an answer (``unanswered``: the API may have recorded
+    them before it died); reconnects after a failure (an API that restarts), counting failures."""
 
     def __init__(self, port: int, prefix: str, connections: int = 4, rate: float | None = None):
         self.port, self.prefix, self.connections, self.rate = port, prefix, connections, rate
         self.answered: list[str] = []
+        self.unanswered: list[str] = []
         self.failures = 0
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(n,), daemon=True)
@@ -530,6 +532,7 @@ class Load:
                     self.answered.append(request_id)
             except (OSError, http.client.HTTPException):
                 self.failures += 1
+                self.unanswered.append(request_id)
                 if conn is not None:
                     conn.close()
                 conn = None

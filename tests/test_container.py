@@ -1,20 +1,17 @@
 """The container image, checked as an operator would: lint the Dockerfile, build the image once,
 run it, talk to it over a published port, look inside, and stop it.
 
-The engine is ``$DOCKER`` (default ``docker``; split like a shell would, so ``podman --remote``
-works). Without a working engine these tests skip; with ``CI=true`` they fail instead. Every
-container is removed (with its anonymous volume) even when a test fails. The image is kept under
-``IMAGE`` so the next run builds from the layer cache. The module's tests share one container and
-run in file order: the stop test comes last.
+The engine and the image are tests/containers.py's (conftest.py's fixtures ``engine`` and
+``image``). Without a working engine these tests skip; with ``CI=true`` they fail instead. Every
+container is removed (with its anonymous volume) even when a test fails. The module's tests
+share one container and run in file order: the stop test comes last.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import shlex
 import shutil
 import socket
 import subprocess
@@ -27,33 +24,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from containers import REPO, TIMINGS, VERSION, run, tail, unavailable
 
-REPO = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() == "true"
-VERSION = (REPO / "VERSION").read_text().strip()
-# STS_TEST_IMAGE: another tag, so runs from two checkouts on one engine do not retag each other's image.
-IMAGE = os.environ.get("STS_TEST_IMAGE", "localhost/simple-time-service:test")
 DATA_DIR = "/var/lib/simple-time-service"
 PROCESSES = ("api", "consumer", "agent", "broker")
-BUILD_TIMEOUT = 900.0  # seconds for a cold build (apt + pip downloads)
 HEALTHY_TIMEOUT = 60.0  # seconds from `run` until /healthz answers
 PIPELINE_TIMEOUT = 60.0  # seconds until Kafka, every process and the event pipeline are UP
 STOP_TIMEOUT = 30  # seconds `stop -t` grants before SIGKILL; a graceful stop takes a few
-TIMINGS: dict[str, float] = {}
-
-
-def unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason} (required when CI=true)")
-    pytest.skip(reason)
-
-
-def run(command: list[str], timeout: float = 120.0, **kwargs: Any) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
-
-
-def tail(text: str, lines: int = 60) -> str:
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def free_port() -> int:
@@ -169,38 +146,6 @@ class Container:
                 next_check = time.monotonic() + 2
             time.sleep(0.2)
         pytest.fail(f"/healthz did not answer within {timeout:.0f} s:\n{tail(self.logs())}")
-
-
-@pytest.fixture(scope="module")
-def engine() -> list[str]:
-    command = shlex.split(os.environ.get("DOCKER", "docker"))
-    if not command or shutil.which(command[0]) is None:
-        unavailable(f"no container engine: {command[:1] or ['(empty DOCKER)']} not found; "
-                    "set DOCKER to a docker-compatible engine (podman works)")
-    probe = run([*command, "version"], timeout=60)
-    if probe.returncode != 0:
-        unavailable(f"container engine {shlex.join(command)} does not work:\n{probe.stdout}{probe.stderr}")
-    return command
-
-
-def image_id(engine: list[str], image: str) -> str | None:
-    result = run([*engine, "image", "inspect", "--format", "{{.Id}}", image])
-    return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-@pytest.fixture(scope="module")
-def image(engine: list[str]) -> str:
-    previous = image_id(engine, IMAGE)
-    started = time.monotonic()
-    # BUILDAH_FORMAT=docker: podman's default OCI format would drop HEALTHCHECK; docker ignores it.
-    result = run([*engine, "build", "--build-arg", f"VERSION={VERSION}", "-t", IMAGE, str(REPO)],
-                 timeout=BUILD_TIMEOUT, env={**os.environ, "BUILDAH_FORMAT": "docker"})
-    if result.returncode != 0:
-        pytest.fail(f"image build failed ({result.returncode}):\n{tail(result.stdout + result.stderr)}")
-    TIMINGS["image build s"] = time.monotonic() - started
-    if previous and previous != image_id(engine, IMAGE):  # the last run's image, now untagged
-        run([*engine, "rmi", previous])
-    return IMAGE
 
 
 @pytest.fixture(scope="module")
