@@ -2,7 +2,7 @@
 
 - deploy/kubernetes/base/prometheusrule.yaml: the rules of deploy/prometheus/alerts.yml as a
   Prometheus Operator PrometheusRule.
-- deploy/grafana/simple-time-service.json: the dashboard of deploy/grafana/dashboard.py.
+- deploy/grafana/simple-time-service.json: the dashboard of deploy/grafana/panels.py.
 
     .venv/bin/python deploy/generate.py [--check]
 
@@ -12,6 +12,7 @@ Needs PyYAML and grafana-foundation-sdk (both in the dev dependencies: ./install
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -34,11 +35,13 @@ def prometheus_rule() -> str:
 
 
 def grafana_dashboard() -> str:
-    sys.path.insert(0, str(DEPLOY / "grafana"))
     from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-    import dashboard  # deploy/grafana/dashboard.py
-    return JSONEncoder(sort_keys=True, indent=2).encode(dashboard.build().build()) + "\n"
+    # Loaded by path under its own name: "dashboard" is also the Textual dashboard's package.
+    spec = importlib.util.spec_from_file_location("grafana_panels", DEPLOY / "grafana" / "panels.py")
+    panels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(panels)
+    return JSONEncoder(sort_keys=True, indent=2).encode(panels.build().build()) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

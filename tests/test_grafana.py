@@ -1,4 +1,4 @@
-"""deploy/grafana/simple-time-service.json (made from deploy/grafana/dashboard.py) and the alerts'
+"""deploy/grafana/simple-time-service.json (made from deploy/grafana/panels.py) and the alerts'
 expressions, run against a real Prometheus (Debian package) scraping a live appliance under
 load: every query parses, every panel returns data, and every series and label a query names is
 one the appliance emits (a misspelt name would otherwise be an empty panel nobody notices)."""
