@@ -19,6 +19,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from procs import AUTHORIZATION
+from schemathesis.checks import not_a_server_error
 
 from appliance.api.http.app import create_app
 from appliance.api.http.openapi import openapi_document
@@ -76,7 +77,16 @@ def test_live_server_conforms_to_its_document(case, kafka_live_server):
     # Kafka is up (a real broker), so a 5xx from any operation is a real failure.
     if case.query and "cursor" in case.query:
         real_cursor(case, kafka_live_server)
-    case.call_and_validate(base_url=kafka_live_server.url, timeout=35, headers=AUTHORIZATION)
+    excluded = []
+    if case.path == "/status/{code}":
+        # It answers the status asked for, 5xx too: documented, so not a server error. A final
+        # 100 makes an HTTP client wait for the response after it (tests/test_target.py sends
+        # one over a socket), so that one code is asked as 199, the same branch.
+        excluded = [not_a_server_error]
+        if case.path_parameters.get("code") == 100:
+            case.path_parameters["code"] = 199
+    case.call_and_validate(base_url=kafka_live_server.url, timeout=35, headers=AUTHORIZATION,
+                           excluded_checks=excluded)
 
 
 def real_cursor(case, server) -> None:

@@ -31,7 +31,9 @@ def operations() -> list[tuple[str, str]]:
 
 
 def target(path: str) -> str:
-    """``path`` with its ``{name}`` as the first of the names its document allows."""
+    """``path`` with its ``{name}`` as the first of the names its document allows, a status of
+    200 and a delay of 0."""
+    path = path.replace("{code}", "200").replace("{seconds}", "0")
     if "{name}" not in path:
         return path
     parameter = openapi_document(__version__)["paths"][path]["get"]["parameters"][0]

@@ -201,6 +201,17 @@ def as_token_pairs(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+
+
+def as_header_names(raw: str) -> frozenset[str]:
+    """REDACT_HEADERS: header names, compared without case."""
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    if not all(HEADER_NAME_RE.match(name) for name in names):
+        raise ValueError("a comma-separated list of header names, e.g. X-Api-Key,X-Session")
+    return frozenset(name.lower() for name in names)
+
+
 def as_optional_path(raw: str) -> Path | None:
     return Path(raw.strip()).expanduser() if raw.strip() else None
 
@@ -229,6 +240,9 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     # a larger published event could never be delivered and would block the spool's replay.
     ("MAX_BODY_BYTES", "max_body_bytes", as_int_range(1, 900_000)),
     ("TRUSTED_PROXIES", "trusted_proxies", as_networks),
+    ("REDACT_HEADERS", "redact_headers", as_header_names),
+    ("MAX_DELAY", "max_delay", as_float_range(0, 300)),
+    ("DELAY_CONCURRENCY", "delay_concurrency", as_int_range(0, 255)),
     ("LOG_LEVEL", "log_level", as_log_level),
     ("SHUTDOWN_DELAY", "shutdown_delay", as_float_range(0, 300)),
     ("SHUTDOWN_TIMEOUT", "shutdown_timeout", as_float_range(0.1, 300)),
@@ -294,6 +308,11 @@ class Settings:
     connection_limit: int = 200  # concurrent connections Waitress accepts
     max_body_bytes: int = 65_536  # bytes; larger bodies get 413
     trusted_proxies: tuple[IPNetwork, ...] = LOOPBACK
+    # GET /headers shows these as [redacted], besides Authorization, Cookie, Proxy-Authorization
+    redact_headers: frozenset[str] = frozenset()
+    max_delay: float = 10.0  # seconds /delay/<seconds> may ask for
+    # /delay requests in flight per API process, at most WEB_THREADS - 1: the others get 503
+    delay_concurrency: int = 2
     log_level: str = "INFO"
     shutdown_delay: float = 0.0  # seconds /readyz reports 503 before the listener closes
     shutdown_timeout: float = 10.0  # seconds in-flight requests get to finish

@@ -1,7 +1,8 @@
 """Who may use which route, on which listener: the public plane and the admin plane.
 
 - The **public plane** (PORT) is what callers and load balancers use: GET|HEAD /, /healthz,
-  /readyz, /version, /openapi.json. Anyone may use it; it tells a caller about itself only.
+  /readyz, /version, /openapi.json, /docs, and the test target (/headers, /status/<code>,
+  /delay/<seconds>: routes/target.py). Anyone may use it; it tells a caller about itself only.
 - The **admin plane** (ADMIN_ROUTES below: the audit trail, /status, /kafka/*, /metrics) holds
   every other client's addresses and changes state. It is served on ADMIN_PORT (a listener of
   its own, bound to ADMIN_HOST, 127.0.0.1 by default) and on the public port too, as

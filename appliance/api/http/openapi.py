@@ -128,6 +128,30 @@ SCHEMAS["Status"] = {
     },
 }
 
+SCHEMAS["AsAsked"] = {"type": "object", "required": ["status", "message"],
+                      "properties": {"status": {"type": "integer"}, "message": STRING}}
+SCHEMAS["RequestView"] = {
+    "type": "object",
+    "required": ["method", "headers", "headers_truncated", "peer", "user_ip", "proxy_chain",
+                 "forwarding", "jwt"],
+    "properties": {
+        "method": STRING, "headers": {"type": "object", "additionalProperties": STRING},
+        "headers_truncated": {"type": "boolean"}, "peer": STRING, "user_ip": STRING,
+        "proxy_chain": STRING,
+        "forwarding": {"type": "object", "required": ["peer_trusted", "forwarded", "effective"],
+                       "properties": {"peer_trusted": {"type": "boolean"},
+                                      "forwarded": {"type": "array", "items": {"type": "object"}},
+                                      "effective": {"type": "object"}}},
+        "jwt": {"oneOf": [{"type": "null"}, {
+            "type": "object", "required": ["header", "claims", "verified"],
+            "properties": {"verified": {"const": False}}}]},
+    },
+}
+RESPONSE_HEADER = _query("response_header", {"type": "string"},
+                         "Name:Value, a header to answer with (repeatable, at most 8): "
+                         "Cache-Control, Expires, ETag, Last-Modified, Retry-After, Age, "
+                         "Content-Language, Vary or X-Echo-*")
+
 KAFKA_STATUS_OR_ERROR = {"oneOf": [{"$ref": "#/components/schemas/KafkaStatus"}, ERROR_REF]}
 
 PATHS: dict[str, Any] = {
@@ -184,6 +208,34 @@ PATHS: dict[str, Any] = {
             "type": "object", "required": ["version", "python", "commit"],
             "properties": {"version": STRING, "python": STRING, "commit": NULLABLE_STRING},
         }, "version")},
+    }},
+    "/headers": {"get": {
+        "summary": "The request as it arrived: headers (secrets redacted), the direct peer beside "
+                   "user_ip, Forwarded and X-Forwarded-* parsed, a bearer JWT decoded (unverified)",
+        "parameters": [RESPONSE_HEADER],
+        "responses": {"200": _json({"$ref": "#/components/schemas/RequestView"}, "the request"),
+                      "400": _error("a response_header not allowed, or an unknown parameter")},
+    }},
+    "/status/{code}": {method: {
+        "summary": "Answer the status asked for (1xx, 204 and 304 without a body; a 3xx points at /)",
+        "parameters": [{"name": "code", "in": "path", "required": True,
+                        "schema": {"type": "integer", "minimum": 100, "maximum": 599}},
+                       RESPONSE_HEADER],
+        "responses": {"default": {"description": "the status asked for: JSON {status, message} "
+                                                 "below 400, the error shape from 400",
+                                  "content": {"application/json": {"schema": {"oneOf": [
+                                      ERROR_REF, {"$ref": "#/components/schemas/AsAsked"}]}}}},
+                      "400": _error("a code outside 100-599, or a bad response_header")},
+    } for method in ("get", "post", "put", "patch", "delete")},
+    "/delay/{seconds}": {"get": {
+        "summary": "Answer after a delay (at most MAX_DELAY; DELAY_CONCURRENCY in flight per process)",
+        "parameters": [{"name": "seconds", "in": "path", "required": True,
+                        "schema": {"type": "number", "minimum": 0}}, RESPONSE_HEADER],
+        "responses": {"200": _json({"type": "object", "required": ["delay", "slept"],
+                                    "properties": {"delay": {"type": "number"},
+                                                   "slept": {"type": "number"}}}, "slept"),
+                      "400": _error("seconds not a number from 0 to MAX_DELAY, or a bad response_header"),
+                      "503": _error("DELAY_CONCURRENCY delays already in flight (Retry-After)")},
     }},
     "/kafka/publish": {"post": {
         "summary": "Publish a custom event (202 queued to Kafka, or spooled while it is down)",
