@@ -26,7 +26,7 @@ from appliance.core.config import Settings
 from appliance.core.timefmt import iso
 from appliance.pipeline.consumer import store
 from appliance.pipeline.consumer.maintenance import Maintenance, used_bytes
-from appliance.schema import audit_read
+from appliance.schema import audit_db, audit_read
 
 T = [BASE + timedelta(minutes=i) for i in range(20)]
 
@@ -317,13 +317,19 @@ def test_a_version_1_database_is_migrated_and_its_rows_keep_working(tmp_path):
         pass
     keeper.close()
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM schema_meta WHERE name='schema_version'").fetchone() == ("3",)
+    assert check.execute("SELECT value FROM schema_meta WHERE name='schema_version'").fetchone() == ("4",)
     assert check.execute("PRAGMA auto_vacuum").fetchone() == (2,)
     indexes = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "httpresponse_status_occurred_at" in indexes and "httpresponse_trace_id" in indexes
     assert "httpresponse_stats" in indexes  # version 3
+    assert "httpresponse_injected_kind_occurred_at" in indexes  # version 4
+    columns = {r[1] for r in check.execute("PRAGMA table_info(dead_letters)")}
+    assert "replayed_at" in columns
     response = get(Database(tmp_path), "/events", "user_ip=10.9.8.0/24")
     assert [e["request_id"] for e in response.json()["events"]] == ["v1-req"]
+    assert "injected" not in response.json()["events"][0]
+    assert get(Database(tmp_path), "/events", "injected=true").json()["events"] == []
+    assert len(get(Database(tmp_path), "/events", "injected=false").json()["events"]) == 1
 
 
 def test_a_database_of_a_newer_version_is_refused_not_changed(engine):
@@ -343,7 +349,8 @@ def test_opening_the_schema_again_changes_nothing(engine):
         keeper.open()
         keeper.close()
     assert engine.rows("SELECT request_id FROM http_responses") == [("kept",)]
-    assert engine.rows("SELECT value FROM schema_meta WHERE name = 'schema_version'") == [("3",)]
+    version = engine.rows("SELECT value FROM schema_meta WHERE name = 'schema_version'")
+    assert version == [(str(audit_db.SCHEMA_VERSION),)]
 
 
 @pytest.mark.parametrize(("recent", "most"), [(3, 3), (3, 12), (5, 40), (2000, 20_000)])

@@ -134,3 +134,22 @@ def test_any_exception_while_classifying_is_a_dead_letter_not_a_crash(monkeypatc
     monkeypatch.setattr(persist, "to_row", explode)
     batch = persist.classify([Message(event("http_request", HTTP))], "now")
     assert batch.dead_letters[0]["error"] == "MemoryError: surprise"
+
+
+def test_an_injected_fault_is_kept_with_its_response_and_a_bad_mark_is_a_dead_letter():
+    response = {**HTTP, "status": 500, "duration_ms": 1.0}
+    batch = persist.classify([
+        Message(event("http_response", {**response, "injected": {"kind": "error", "value": 500}})),
+        Message(event("http_response", {**response, "injected": {"kind": "delay", "value": 250}})),
+        Message(event("http_response", response)),
+        Message(event("http_response", {**response, "injected": {"kind": "chaos", "value": 1}})),
+        Message(event("http_response", {**response, "injected": {"kind": "delay", "value": -1}})),
+        Message(event("http_response", {**response, "injected": "yes"})),
+    ], "now")
+    rows = batch.rows[audit_db.HttpResponse]
+    assert [(r["injected_kind"], r["injected_value"]) for r in rows] == [
+        ("error", 500), ("delay", 250), (None, None)]
+    assert [d["error"].split(":")[0] for d in batch.dead_letters] == [
+        "field payload.injected is not {kind",
+        "field payload.injected.value missing or not an integer from 0 to 9223372036854775807",
+        "field payload.injected is not {kind"]

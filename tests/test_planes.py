@@ -21,7 +21,8 @@ from appliance.api.http.openapi import openapi_document
 from appliance.core.version import __version__
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
-BODIES = {("POST", "/kafka/publish"): json.dumps({"event_type": "plane.check", "payload": {}}).encode()}
+BODIES = {("POST", "/kafka/publish"): json.dumps({"event_type": "plane.check", "payload": {}}).encode(),
+          ("POST", "/faults"): json.dumps({"delay_ms": 1, "routes": ["/nothing"], "duration_s": 1}).encode()}
 QUERIES = {("POST", "/kafka/flush"): "timeout=0"}
 
 

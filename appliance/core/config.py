@@ -115,6 +115,15 @@ def as_path_list(raw: str) -> frozenset[str]:
 TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
+def as_fault_routes(raw: str) -> tuple[str, ...]:
+    """FAULT_ROUTES: exact paths, or prefixes ending in *: /,/api/*."""
+    routes = tuple(p.strip() for p in raw.split(",") if p.strip())
+    if not routes or any(not p.startswith("/") or "*" in p[:-1] for p in routes):
+        raise ValueError("a comma-separated list of paths starting with /, a prefix ending "
+                         "in *, e.g. /,/api/*")
+    return routes
+
+
 def as_topic(raw: str) -> str:
     value = raw.strip()
     if not TOPIC_RE.match(value):
@@ -243,6 +252,9 @@ VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("REDACT_HEADERS", "redact_headers", as_header_names),
     ("MAX_DELAY", "max_delay", as_float_range(0, 300)),
     ("DELAY_CONCURRENCY", "delay_concurrency", as_int_range(0, 255)),
+    ("FAULT_ERROR_RATE", "fault_error_rate", as_float_range(0, 1)),
+    ("FAULT_DELAY_MS", "fault_delay_ms", as_int_range(0, 60_000)),
+    ("FAULT_ROUTES", "fault_routes", as_fault_routes),
     ("LOG_LEVEL", "log_level", as_log_level),
     ("SHUTDOWN_DELAY", "shutdown_delay", as_float_range(0, 300)),
     ("SHUTDOWN_TIMEOUT", "shutdown_timeout", as_float_range(0.1, 300)),
@@ -313,6 +325,10 @@ class Settings:
     max_delay: float = 10.0  # seconds /delay/<seconds> may ask for
     # /delay requests in flight per API process, at most WEB_THREADS - 1: the others get 503
     delay_concurrency: int = 2
+    # A fault injected from the start (api/http/faults.py); POST /faults sets one at run time.
+    fault_error_rate: float = 0.0  # share of FAULT_ROUTES requests answered 500
+    fault_delay_ms: int = 0  # milliseconds FAULT_ROUTES requests are held (DELAY_CONCURRENCY)
+    fault_routes: tuple[str, ...] = ("/",)
     log_level: str = "INFO"
     shutdown_delay: float = 0.0  # seconds /readyz reports 503 before the listener closes
     shutdown_timeout: float = 10.0  # seconds in-flight requests get to finish

@@ -46,3 +46,8 @@ class DataLayout:
     def consumer_report(self) -> Path:
         """The consumer's report to the agent (schema/consumer_report.py)."""
         return self.root / "consumer-state.json"
+
+    @property
+    def switches(self) -> Path:
+        """The drain toggle and the run-time fault, shared by the API processes (schema/switches.py)."""
+        return self.root / "switches.json"

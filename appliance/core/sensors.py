@@ -40,6 +40,11 @@ class AllSeries:
     rate_limited = Series("counter", "http_rate_limited_total",
                           "Requests answered 429: over RATE_LIMIT_WRITES or RATE_LIMIT_READS",
                           ("route",))
+    faults_injected = Series("counter", "faults_injected_total",
+                             "Requests answered with an injected fault (FAULT_*, POST /faults)",
+                             ("kind",))
+    dead_letters_replayed = Series("counter", "dead_letters_replayed_total",
+                                   "Dead letters sent again through the spool")
     connections_closed = Series("counter", "http_connections_closed_total",
                                 "Connections the server closed: idle keep-alive, or the one idle "
                                 "the longest to make room at the connection limit", ("reason",))
@@ -142,6 +147,14 @@ def on_request(method: str, route: str, status: str, seconds: float) -> None:
 
 def on_header_timeouts(connections: int) -> None:
     SERIES.header_timeouts.inc(connections)
+
+
+def on_fault_injected(kind: str) -> None:
+    SERIES.faults_injected.labels(kind=kind).inc()
+
+
+def on_dead_letters_replayed(count: int) -> None:
+    SERIES.dead_letters_replayed.inc(count)
 
 
 def on_accept_error() -> None:

@@ -20,6 +20,10 @@ def iso(moment: datetime) -> str:
             f".{m.microsecond:06d}Z")
 
 
+def iso_from_epoch(seconds: float) -> str:
+    return iso(datetime.fromtimestamp(seconds, timezone.utc))
+
+
 def utc_now_iso() -> str:
     """Now, as ``iso`` writes it. Three per request (two events and the response): the text of
     the second is made once a second, only the microseconds each time (strftime per call

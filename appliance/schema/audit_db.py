@@ -14,6 +14,9 @@ Version 3 added the statistics index of http_responses: (occurred_at, then every
 /events/stats groups by), so the statistics of a window read that index alone instead of the
 table's rows (measured on 10,000,000 events, 24 h: 3.4 s -> 1.5 s); keyed by time, it grows at
 its end like the time index.
+Version 4 added ``injected_kind`` and ``injected_value`` to http_responses (a fault injected on
+purpose: api/http/faults.py; NULL for every other exchange), indexed with occurred_at for
+/events?injected=, and ``replayed_at`` to dead_letters (`dead-letters replay`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import peewee
 
 from appliance.schema import vocabulary
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 database = peewee.DatabaseProxy()
 
 
@@ -85,10 +88,13 @@ class HttpRequest(EventModel):
 class HttpResponse(HttpRequest):
     status = peewee.IntegerField()
     duration_ms = peewee.DoubleField()  # PostgreSQL's FLOAT is 4 bytes; SQLite's REAL is 8
+    injected_kind = peewee.CharField(max_length=16, null=True)  # version 4: error or delay
+    injected_value = peewee.IntegerField(null=True)  # the status, or the milliseconds
 
     class Meta:
         table_name = "http_responses"
-        indexes = (*HTTP_INDEXES, (("status", "occurred_at"), False))
+        indexes = (*HTTP_INDEXES, (("status", "occurred_at"), False),
+                   (("injected_kind", "occurred_at"), False))
 
 
 HttpResponse.add_index(peewee.ModelIndex(HttpResponse, (
@@ -130,6 +136,7 @@ class DeadLetter(BaseModel):
     raw = peewee.BlobField()
     error = peewee.TextField()
     received_at = peewee.CharField(max_length=32, index=True)
+    replayed_at = peewee.CharField(max_length=32, null=True)  # version 4: last sent again
 
     class Meta:
         table_name = "dead_letters"
@@ -152,6 +159,13 @@ TIME_FIELD = {model: model.occurred_at for model in EVENT_MODELS} | {DeadLetter:
 
 EVENT_TYPES = {vocabulary.HTTP_REQUEST: HttpRequest, vocabulary.HTTP_RESPONSE: HttpResponse,
                vocabulary.ERROR: ErrorEvent, vocabulary.CUSTOM: CustomEvent}  # /events?type=, per table
+
+
+# Columns added after a table's first version: (model, column, SQL type), for the migration.
+ADDED_COLUMNS = ((HttpRequest, "user_ip_key", "VARCHAR(32)"), (HttpResponse, "user_ip_key", "VARCHAR(32)"),
+                 (HttpResponse, "injected_kind", "VARCHAR(16)"),
+                 (HttpResponse, "injected_value", "INTEGER"),
+                 (DeadLetter, "replayed_at", "VARCHAR(32)"))
 
 
 def table_name(model: type[BaseModel]) -> str:

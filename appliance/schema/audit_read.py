@@ -71,6 +71,7 @@ class Search:
     status: tuple[int, int] | None = None  # (lowest, highest): a code, or a class like 5xx
     request_id: str | None = None
     trace_id: str | None = None
+    injected: bool | None = None  # True: only exchanges with an injected fault; False: none
     after: str | None = None  # exclusive, in the stored format
     before: str | None = None  # exclusive
     since: str | None = None  # inclusive (export's window: [since, before))
@@ -84,7 +85,8 @@ class Search:
         tables = list(self.tables)
         for given, applies in ((self.user_net, IP_TABLES), (self.status, STATUS_TABLES),
                                (self.path_prefix or self.route or self.method, HTTP_TABLES),
-                               (self.request_id or self.trace_id, EVENT_TABLES)):
+                               (self.request_id or self.trace_id, EVENT_TABLES),
+                               (self.injected is not None, (audit_db.HttpResponse,))):
             if given:
                 tables = [t for t in tables if t in applies]
         return tables
@@ -128,6 +130,9 @@ def _conditions(model, search: Search, with_window: bool = True) -> list[peewee.
                          ("request_id", search.request_id), ("trace_id", search.trace_id)):
         if wanted is not None:
             conditions.append(getattr(model, name) == wanted)
+    if search.injected is not None:
+        kind = model.injected_kind
+        conditions.append(kind.is_null(False) if search.injected else kind.is_null())
     if search.custom_type is not None and model is audit_db.CustomEvent:
         conditions.append(model.event_type == search.custom_type)
     return conditions + (_window(model, search) if with_window else [])
@@ -286,6 +291,10 @@ def as_event(model, row: peewee.Model) -> dict[str, Any]:
     if model is audit_db.CustomEvent:
         data["payload"] = json.loads(data["payload"])
         return data
+    if model is audit_db.HttpResponse:
+        kind, value = data.pop("injected_kind"), data.pop("injected_value")
+        if kind is not None:
+            data["injected"] = {"kind": kind, "value": value}
     return {"event_type": TYPE_NAMES[model], **data}
 
 

@@ -16,6 +16,22 @@ def countdown(retry_in: float | None) -> str:
     return "" if retry_in is None else f" — retrying in {max(0, math.ceil(retry_in))} s (r: now)"
 
 
+def switch_lines(switches) -> list[tuple[str, str]]:
+    """A fault injected on purpose and a drain: said first, so nobody takes them for an outage."""
+    if not isinstance(switches, dict):
+        return []
+    lines = []
+    fault = switches.get("active")
+    if isinstance(fault, dict):
+        until = fault.get("until") or "FAULT_* is unset"
+        lines.append(("warning", f"⚠ Fault injected ({fault.get('source')}): error rate "
+                                 f"{fault.get('error_rate')}, delay {fault.get('delay_ms')} ms on "
+                                 f"{', '.join(map(str, fault.get('routes') or []))} until {until}"))
+    if switches.get("draining") is True:
+        lines.append(("warning", "⚠ Drained: /readyz answers 503 until POST /readyz/enable"))
+    return lines
+
+
 def banner_lines(state: DashboardState, retry_in: float | None) -> list[tuple[str, str]]:
     """(style class, text) per problem, the worst first; empty when all is well."""
     failure = state.failure
@@ -23,7 +39,8 @@ def banner_lines(state: DashboardState, retry_in: float | None) -> list[tuple[st
         what = ("Appliance unreachable at" if failure.kind == ApplianceError.UNREACHABLE
                 else "No status from")
         return [("error", f"✖ {what} {state.url}: {failure.reason}{countdown(retry_in)}")]
-    lines = [("warning", f"▲ {reason}") for _, reason in sorted(state.problems.items())]
+    lines = switch_lines(state.status.get("switches"))
+    lines += [("warning", f"▲ {reason}") for _, reason in sorted(state.problems.items())]
     agent = state.agent
     if state.status.get("stale") and agent.get("detail"):
         lines.append(("warning", f"▲ status agent {str(agent.get('state', '')).lower()}: {agent['detail']}"))

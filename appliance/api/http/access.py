@@ -36,6 +36,8 @@ ADMIN_ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/events"): READ, ("GET", "/events/stats"): READ, ("GET", "/events/export"): READ,
     ("GET", "/status"): READ, ("GET", "/kafka/status"): READ, ("GET", "/metrics"): READ,
     ("POST", "/kafka/publish"): WRITE, ("POST", "/kafka/flush"): WRITE,
+    ("POST", "/readyz/disable"): WRITE, ("POST", "/readyz/enable"): WRITE,
+    ("GET", "/faults"): READ, ("POST", "/faults"): WRITE, ("DELETE", "/faults"): WRITE,
 }
 OPEN_ON_THE_ADMIN_LISTENER = frozenset({("GET", "/metrics")})
 

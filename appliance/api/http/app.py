@@ -14,6 +14,7 @@ from appliance.api.http.routes.core import add_core_routes
 from appliance.api.http.routes.events import add_event_routes
 from appliance.api.http.routes.kafka import add_kafka_routes
 from appliance.api.http.routes.status import add_status_routes
+from appliance.api.http.routes.switches import add_switch_routes
 from appliance.api.http.routes.target import add_target_routes
 from appliance.api.http.services import Services
 from appliance.core import jsontext
@@ -42,5 +43,6 @@ def create_app(settings: Settings, services: Services | None = None) -> AuditMid
     add_event_routes(app, services)
     add_status_routes(app, services)
     add_target_routes(app, services)
+    add_switch_routes(app, services)
     return AuditMiddleware(IndexFastPath(app, services), settings, services.sink, services.host,
-                           services.lifecycle)
+                           services.lifecycle, services.faults)

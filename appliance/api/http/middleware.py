@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 
 from appliance.api.http import clientip
 from appliance.api.http.errors import error_response
+from appliance.api.http.faults import FaultPolicy
 from appliance.api.http.host import HostInfo
 from appliance.api.http.lifecycle import Lifecycle
 from appliance.api.http.sink import EventSink
@@ -33,12 +34,13 @@ StartResponse = Callable[..., Any]
 
 class AuditMiddleware:
     def __init__(self, app: Callable, settings: Settings, sink: EventSink,
-                 host: HostInfo, lifecycle: Lifecycle) -> None:
+                 host: HostInfo, lifecycle: Lifecycle, faults: FaultPolicy | None = None) -> None:
         self.app = app
         self.settings = settings
         self.sink = sink
         self.host = host
         self.lifecycle = lifecycle
+        self.faults = faults
         self.durable = settings.event_durability == "sync"
         self.resolve_client = clientip.remembering_resolver(settings.trusted_proxies)
 
@@ -94,6 +96,13 @@ class AuditMiddleware:
                 413, f"body larger than {self.settings.max_body_bytes} bytes")
             start(status, headers)  # the X-Request-ID is added there, as for every answer
             return [body]
+        injection = self.faults.apply(environ) if self.faults is not None else None
+        if injection is not None:
+            environ["sts.injected"] = injection.record()
+            if injection.error:
+                status, headers, body = error_response(500, "injected fault (FAULT_ERROR_RATE)")
+                start(status, [*headers, ("X-Fault-Injected", "error")])
+                return [body]
         result = self.app(environ, start)
         if environ.get("sts.streamed"):
             return result
@@ -130,6 +139,8 @@ class AuditMiddleware:
             request_bytes = int(length) if length.isdigit() else 0
             response = {**common, "status": status, "duration_ms": duration_ms,
                         "bytes": response_bytes}
+            if "sts.injected" in environ:
+                response["injected"] = environ["sts.injected"]
             common["bytes"] = request_bytes
             self._emit_events(environ, request_id, trace_id, common, response)
 
@@ -141,10 +152,13 @@ class AuditMiddleware:
         status = response["status"]
         if status >= 500:
             failure = environ.get("sts.exception")
+            kind = type(failure).__name__ if failure else "HTTPError"
+            if "injected" in response:
+                kind = "InjectedFault"
             built.append(events.make_event(events.ERROR, request_id, host, {
                 "method": request["method"], "route": request["route"], "path": request["path"],
                 "status": status,
-                "error": events.clip(type(failure).__name__ if failure else "HTTPError", "error"),
+                "error": events.clip(kind, "error"),
                 "message": events.clip(str(failure) if failure else "server error", "message"),
             }, trace_id))
         topic = self.settings.kafka_topic_events

@@ -60,6 +60,9 @@ SEARCH_PARAMETERS = [
            "a code (404) or a class (5xx)"),
     _query("request_id", REQUEST_ID.schema()),
     _query("trace_id", TRACE_ID.schema()),
+    _query("injected", {"enum": ["true", "false"]},
+           "true: only exchanges answered with an injected fault (their http_response events); "
+           "false: only the others"),
 ]
 LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50})
 ORDER = _query("order", {"type": "string", "enum": list(ORDERS)},
@@ -119,6 +122,9 @@ SCHEMAS["Status"] = {
     "required": ["version", "hostname", "overall", "stale", "agent", "components"],
     "properties": {
         "version": STRING, "hostname": STRING, "api_uptime_s": {"type": "number"},
+        "switches": {"type": "object", "required": ["active", "draining"],
+                     "description": "the fault injected now (POST /faults, FAULT_*), until "
+                                    "when, and whether /readyz is drained"},
         "overall": {"enum": ["UP", "DEGRADED", "DOWN"]}, "stale": {"type": "boolean"},
         "agent": {"type": "object", "required": ["state", "detail"]},
         "components": {"type": "object", "additionalProperties": {
@@ -147,6 +153,23 @@ SCHEMAS["RequestView"] = {
             "properties": {"verified": {"const": False}}}]},
     },
 }
+FAULT = {"type": ["object", "null"], "properties": {
+    "error_rate": {"type": "number"}, "delay_ms": {"type": "integer"},
+    "routes": {"type": "array", "items": STRING}, "until": NULLABLE_STRING,
+    "source": {"enum": ["settings", "runtime"]}}}
+SCHEMAS["Faults"] = {"type": "object", "required": ["active", "runtime", "configured", "draining"],
+                     "properties": {"active": FAULT, "runtime": FAULT, "configured": FAULT,
+                                    "draining": {"type": "boolean"}}}
+SCHEMAS["Drain"] = {"type": "object", "required": ["draining", "readyz"],
+                    "properties": {"draining": {"type": "boolean"}, "readyz": {"enum": [200, 503]}}}
+SCHEMAS["FaultRequest"] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "error_rate": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
+        "delay_ms": {"type": "integer", "minimum": 0, "maximum": 60000, "default": 0},
+        "routes": {"type": "array", "minItems": 1, "maxItems": 32, "default": ["/"],
+                   "items": {"type": "string", "pattern": "^/", "maxLength": 255}},
+        "duration_s": {"type": "number", "minimum": 1, "maximum": 86400, "default": 300}}}
 RESPONSE_HEADER = _query("response_header", {"type": "string"},
                          "Name:Value, a header to answer with (repeatable, at most 8): "
                          "Cache-Control, Expires, ETag, Last-Modified, Retry-After, Age, "
@@ -237,6 +260,27 @@ PATHS: dict[str, Any] = {
                       "400": _error("seconds not a number from 0 to MAX_DELAY, or a bad response_header"),
                       "503": _error("DELAY_CONCURRENCY delays already in flight (Retry-After)")},
     }},
+    "/readyz/disable": {"post": {
+        "summary": "Drain: /readyz answers 503 on every API process (within 0.25 s) until enabled",
+        "responses": {"200": _json({"$ref": "#/components/schemas/Drain"}, "draining")},
+    }},
+    "/readyz/enable": {"post": {
+        "summary": "End a drain: /readyz answers 200 again",
+        "responses": {"200": _json({"$ref": "#/components/schemas/Drain"}, "not draining")},
+    }},
+    "/faults": {
+        "get": {"summary": "The fault in force (run-time or configured by FAULT_*) and the drain",
+                "responses": {"200": _json({"$ref": "#/components/schemas/Faults"}, "faults")}},
+        "post": {"summary": "Inject a fault for a while (never on /healthz, /readyz or the admin plane)",
+                 "requestBody": {"required": True, "content": {"application/json": {
+                     "schema": {"$ref": "#/components/schemas/FaultRequest"}}}},
+                 "responses": {"200": _json({"$ref": "#/components/schemas/Faults"}, "in force"),
+                               "400": _error("malformed JSON or a bad field (the message names it)"),
+                               "413": _error("body larger than MAX_BODY_BYTES"),
+                               "415": _error("Content-Type is not application/json")}},
+        "delete": {"summary": "End the run-time fault (a configured one stays)",
+                   "responses": {"200": _json({"$ref": "#/components/schemas/Faults"}, "ended")}},
+    },
     "/kafka/publish": {"post": {
         "summary": "Publish a custom event (202 queued to Kafka, or spooled while it is down)",
         "requestBody": {"required": True, "content": {"application/json": {

@@ -19,7 +19,8 @@ MAX_LIMIT, DEFAULT_LIMIT = 500, 50
 ORDERS = ("occurred", "persisted")
 STATS_WINDOW = timedelta(hours=1)  # /events/stats without since
 SEARCH_PARAMETERS = frozenset({"type", "limit", "order", "before", "after", "user_ip", "path",
-                               "route", "method", "status", "request_id", "trace_id", "cursor"})
+                               "route", "method", "status", "request_id", "trace_id", "injected",
+                               "cursor"})
 EXPORT_PARAMETERS = SEARCH_PARAMETERS - {"limit", "cursor", "order"}
 ROUTE_LIMIT = 255  # a route template's longest text
 
@@ -105,6 +106,14 @@ def parse_word(name: str, raw: str | None, word: Word) -> str | None:
     return raw
 
 
+def parse_flag(name: str, raw: str | None) -> bool | None:
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise bad(name, "true or false")
+    return raw == "true"
+
+
 def parse_order(raw: str | None) -> str:
     if raw is None:
         return "occurred"
@@ -124,6 +133,7 @@ def parse_search(query: Mapping[str, str], allowed: frozenset[str] = SEARCH_PARA
         status=parse_status(query.get("status")),
         request_id=parse_word("request_id", query.get("request_id"), vocabulary.REQUEST_ID),
         trace_id=parse_word("trace_id", query.get("trace_id"), vocabulary.TRACE_ID),
+        injected=parse_flag("injected", query.get("injected")),
         after=parse_time("after", query.get("after")), before=parse_time("before", query.get("before")),
         order=parse_order(query.get("order")), limit=parse_limit(query.get("limit")))
     cursor = query.get("cursor")

@@ -150,6 +150,20 @@ def http_fields(payload: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+INJECTED_KINDS = ("error", "delay")
+
+
+def injected(payload: dict[str, Any]) -> dict[str, Any]:
+    """A fault injected on purpose (api/http/faults.py), or nothing: an optional field."""
+    marked = payload.get("injected")
+    if marked is None:
+        return {"injected_kind": None, "injected_value": None}
+    if not isinstance(marked, dict) or marked.get("kind") not in INJECTED_KINDS:
+        raise InvalidEvent(f"field payload.injected is not {{kind: error|delay, value}}: {repr(marked)[:80]}")
+    return {"injected_kind": marked["kind"],
+            "injected_value": integer(marked, "value", 0, INT64 - 1, "payload.injected.")}
+
+
 def to_row(event: dict[str, Any], persisted_at: str) -> tuple[type, dict[str, Any]]:
     payload, kind = event["payload"], event["event_type"]
     row = common(event, persisted_at)
@@ -158,7 +172,8 @@ def to_row(event: dict[str, Any], persisted_at: str) -> tuple[type, dict[str, An
     if kind == events.HTTP_RESPONSE:
         return audit_db.HttpResponse, {
             **row, **http_fields(payload), "status": integer(payload, "status", 100, 599),
-            "duration_ms": number(payload, "duration_ms", 0.0, MAX_DURATION_MS)}
+            "duration_ms": number(payload, "duration_ms", 0.0, MAX_DURATION_MS),
+            **injected(payload)}
     if kind == events.ERROR:
         return audit_db.ErrorEvent, {
             **row, **{n: text(payload, n, "payload.") for n in ("method", "route", "path", "error")},

@@ -44,10 +44,11 @@ def migrate(db: peewee.Database) -> None:
             raise NewerSchema(f"the database has schema version {found}; this appliance knows "
                               f"{audit_db.SCHEMA_VERSION}: use the newer appliance, or another "
                               f"DATABASE_URL")
-        for model in (audit_db.HttpRequest, audit_db.HttpResponse):  # version 2
+        tables = db.get_tables()
+        for model, column, kind in audit_db.ADDED_COLUMNS:  # versions 2 and 4
             table = model._meta.table_name
-            if table in db.get_tables() and "user_ip_key" not in {c.name for c in db.get_columns(table)}:
-                db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN user_ip_key VARCHAR(32)')
+            if table in tables and column not in {c.name for c in db.get_columns(table)}:
+                db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN {column} {kind}')
         db.create_tables((*ALL_MODELS, SchemaMeta), safe=True)  # missing tables and indexes
         if is_postgres(db):
             _byte_ordered(db)

@@ -62,6 +62,8 @@ def add_core_routes(app: bottle.Bottle, services: Services) -> None:
     def readyz():
         if not services.lifecycle.ready:
             raise HttpError(503, f"not ready: {services.lifecycle.state}")
+        if services.switches.get().draining:
+            raise HttpError(503, "not ready: drained by POST /readyz/disable (POST /readyz/enable ends it)")
         return {"status": "ready"}
 
     @app.get("/version")

@@ -37,7 +37,8 @@ def live_disk(settings) -> dict[str, Any]:
 
 def read_status(services: Services, history_minutes: int, since: str | None = None) -> dict[str, Any]:
     base = {"version": __version__, "hostname": services.host.hostname,
-            "api_uptime_s": round(time.time() - STARTED, 1)}
+            "api_uptime_s": round(time.time() - STARTED, 1),
+            "switches": services.faults.summary()}  # a fault injected, a drain: said first
     settings = services.settings
     if "agent" not in settings.programs:  # nobody probes: only what the API sees itself
         disk = live_disk(settings)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import time
 import urllib.parse
 from http import HTTPStatus
@@ -92,22 +91,6 @@ def status_answer(code: int, headers: dict[str, str]) -> bottle.HTTPResponse:
                                headers={**headers, "Content-Type": "application/json"})
 
 
-class DelaySlots:
-    """The delays allowed in flight in this process: the rest are refused at once."""
-
-    def __init__(self, slots: int) -> None:
-        self.slots = threading.BoundedSemaphore(slots) if slots > 0 else None
-
-    def hold(self, seconds: float) -> bool:
-        if self.slots is None or not self.slots.acquire(blocking=False):
-            return False
-        try:
-            time.sleep(seconds)
-        finally:
-            self.slots.release()
-        return True
-
-
 def parse_seconds(raw: str, limit: float) -> float:
     try:
         seconds = float(raw)
@@ -120,7 +103,7 @@ def parse_seconds(raw: str, limit: float) -> float:
 
 def add_target_routes(app: bottle.Bottle, services: Services) -> None:
     settings = services.settings
-    slots = DelaySlots(min(settings.delay_concurrency, settings.web_threads - 1))
+    slots = services.delay_slots
 
     def answer(document: dict, headers: dict[str, str]) -> dict:
         for name, value in headers.items():
