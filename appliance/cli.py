@@ -131,6 +131,16 @@ def backup_options(command: argparse.ArgumentParser) -> None:
     add_arguments(command)
 
 
+def run_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    from appliance.deadletters import run
+    return run(settings, args)
+
+
+def dead_letters_options(command: argparse.ArgumentParser) -> None:
+    from appliance.deadletters import add_arguments
+    add_arguments(command)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] = {
     "api": ("serve the HTTP API in the foreground", run_api),
     "consumer": ("persist events from Kafka into SQLite in the foreground",
@@ -144,10 +154,12 @@ COMMANDS: dict[str, tuple[str, Callable[[Settings, argparse.Namespace], int]]] =
     "dashboard": ("live terminal dashboard of an appliance (over HTTP)", run_dashboard),
     "events": ("the audit trail: events export", run_events),
     "backup": ("copy the SQLite audit database to a file while it runs", run_backup),
+    "dead-letters": ("list, show or replay the dead letters (over the admin plane)", run_dead_letters),
 }
 OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "api": api_options, "dashboard": dashboard_options, "events": events_options,
-    "token": token_options, "up": up_options, "backup": backup_options}
+    "token": token_options, "up": up_options, "backup": backup_options,
+    "dead-letters": dead_letters_options}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -128,6 +128,10 @@ class ApplianceClient:
         """/events/stats of the last hour (the appliance's default window)."""
         return self.get_json("/events/stats")
 
+    def dead_letters(self, limit: int = 50) -> dict[str, Any]:
+        """The newest dead letters and their counts by reason."""
+        return self.get_json(f"/events/dead-letters?limit={limit}")
+
     def metrics(self) -> str | None:
         """Prometheus text, or None when the appliance has no /metrics (404)."""
         try:

@@ -328,3 +328,41 @@ def test_snapshot_of_hostile_fields_with_their_escapes_in_reverse_video(snap_com
         await pilot.pause()
     app = DashboardApp(FakeClient(hostile_answers()), interval=3600, clock=FixedClock())
     assert snap_compare(app, run_before=run_before, terminal_size=(120, 40))
+
+
+def dead_letters() -> dict[str, Any]:
+    return {"dead_letters": [{"id": i + 1, "received_at": stamp(10 + i), "reason": sent,
+                              "replay_outcome": None} for i, sent in enumerate(SENT[:9])],
+            "by_reason": [{"reason": sent, "count": 9 - i} for i, sent in enumerate(SENT[:9])],
+            "count": 9, "limit": 50, "next": None}
+
+
+def test_the_dead_letters_screen_lists_hostile_reasons_as_text():
+    from dashboard.screens.dead_letters import DeadLettersScreen
+    answers = hostile_answers()
+    answers["/events/dead-letters"] = dead_letters()
+
+    async def scenario(pilot):
+        await pilot.press("d")
+        await pilot.app.workers.wait_for_complete()
+        await until(pilot, lambda: "replay once the cause is fixed" in screen_text(pilot.app),
+                    "the dead letters screen")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, DeadLettersScreen)
+        text = assert_safe(pilot.app, "dead letters screen")
+        assert_shown(text, SHOWN[:4], "reasons")
+        await pilot.press("escape")
+        assert isinstance(pilot.app.screen, MainScreen)
+    run(scenario, answers)
+
+
+def test_a_fault_and_a_drain_are_said_in_the_banner_as_text():
+    answers = hostile_answers()
+    answers["/status"] = {**status(), "switches": {"draining": True, "active": {
+        "source": shape(1), "error_rate": 0.5, "delay_ms": 0, "routes": [shape(0), shape(4)],
+        "until": shape(3)}}}
+
+    async def scenario(pilot):
+        text = assert_safe(pilot.app, "main screen with a fault")
+        assert_shown(text, [f"Fault injected ({SHOWN[1]})", "Drained: /readyz answers 503"], "banner")
+    run(scenario, answers)

@@ -17,11 +17,12 @@ from procs import HttpClient, free_port, run_cli, wait_until
 from test_appliance_e2e import Supervised
 
 from appliance.api.http.access import ADMIN_ROUTES, OPEN_ON_THE_ADMIN_LISTENER
-from appliance.api.http.openapi import openapi_document
+from appliance.api.http.openapi import ADMIN_BY_PATH, openapi_document
 from appliance.core.version import __version__
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 BODIES = {("POST", "/kafka/publish"): json.dumps({"event_type": "plane.check", "payload": {}}).encode(),
+          ("POST", "/events/dead-letters/replay"): json.dumps({"all": True}).encode(),
           ("POST", "/faults"): json.dumps({"delay_ms": 1, "routes": ["/nothing"], "duration_s": 1}).encode()}
 QUERIES = {("POST", "/kafka/flush"): "timeout=0"}
 
@@ -34,7 +35,7 @@ def operations() -> list[tuple[str, str]]:
 def target(path: str) -> str:
     """``path`` with its ``{name}`` as the first of the names its document allows, a status of
     200 and a delay of 0."""
-    path = path.replace("{code}", "200").replace("{seconds}", "0")
+    path = path.replace("{code}", "200").replace("{seconds}", "0").replace("{letter_id}", "1")
     if "{name}" not in path:
         return path
     parameter = openapi_document(__version__)["paths"][path]["get"]["parameters"][0]
@@ -73,13 +74,15 @@ def ask(client: HttpClient, method: str, path: str, token: str | None) -> tuple[
 
 def expected(plane: str, method: str, path: str, scope: str | None) -> set[int]:
     """What an operation answers on ``plane`` with a token of ``scope`` (None: no token)."""
-    needs = ADMIN_ROUTES.get((method, path))
+    needs = ADMIN_BY_PATH.get((method, path))
     if needs is None or (plane == "admin" and (method, path) in OPEN_ON_THE_ADMIN_LISTENER):
         return {200, 202}
     if scope is None:
         return {401}
     if needs == "write" and scope == "read":
         return {403}
+    if path == "/events/dead-letters/{letter_id}":
+        return {404}  # allowed in, and there is no dead letter 1
     return {200, 202}
 
 
@@ -169,7 +172,7 @@ def test_the_openapi_document_says_which_plane_and_scope_each_operation_has():
     document = openapi_document(__version__)
     for method, path in operations():
         operation = document["paths"][path][method.lower()]
-        scope = ADMIN_ROUTES.get((method, path))
+        scope = ADMIN_BY_PATH.get((method, path))
         assert operation["tags"] == (["public"] if scope is None else ["admin"]), (method, path)
         if scope is not None:
             assert operation["security"] == [{"bearer": [scope]}]
@@ -177,4 +180,5 @@ def test_the_openapi_document_says_which_plane_and_scope_each_operation_has():
 
 
 def test_every_admin_route_is_an_operation_of_the_document():
-    assert set(ADMIN_ROUTES) <= set(operations())
+    assert len(ADMIN_BY_PATH) == len(ADMIN_ROUTES)
+    assert set(ADMIN_BY_PATH) <= set(operations())

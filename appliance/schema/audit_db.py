@@ -16,7 +16,7 @@ table's rows (measured on 10,000,000 events, 24 h: 3.4 s -> 1.5 s); keyed by tim
 its end like the time index.
 Version 4 added ``injected_kind`` and ``injected_value`` to http_responses (a fault injected on
 purpose: api/http/faults.py; NULL for every other exchange), indexed with occurred_at for
-/events?injected=, and ``replayed_at`` to dead_letters (`dead-letters replay`).
+/events?injected=, and ``replayed_at``, ``replay_outcome`` to dead_letters (`dead-letters replay`).
 """
 
 from __future__ import annotations
@@ -136,7 +136,10 @@ class DeadLetter(BaseModel):
     raw = peewee.BlobField()
     error = peewee.TextField()
     received_at = peewee.CharField(max_length=32, index=True)
-    replayed_at = peewee.CharField(max_length=32, null=True)  # version 4: last sent again
+    # Version 4: when a replayed copy last came back (`dead-letters replay`), and how it went:
+    # "persisted" (the cause is gone: its row is written) or "failed" (error is the new reason).
+    replayed_at = peewee.CharField(max_length=32, null=True)
+    replay_outcome = peewee.CharField(max_length=16, null=True)
 
     class Meta:
         table_name = "dead_letters"
@@ -165,7 +168,8 @@ EVENT_TYPES = {vocabulary.HTTP_REQUEST: HttpRequest, vocabulary.HTTP_RESPONSE: H
 ADDED_COLUMNS = ((HttpRequest, "user_ip_key", "VARCHAR(32)"), (HttpResponse, "user_ip_key", "VARCHAR(32)"),
                  (HttpResponse, "injected_kind", "VARCHAR(16)"),
                  (HttpResponse, "injected_value", "INTEGER"),
-                 (DeadLetter, "replayed_at", "VARCHAR(32)"))
+                 (DeadLetter, "replayed_at", "VARCHAR(32)"),
+                 (DeadLetter, "replay_outcome", "VARCHAR(16)"))
 
 
 def table_name(model: type[BaseModel]) -> str:

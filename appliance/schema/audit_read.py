@@ -383,3 +383,78 @@ def percentiles(window, wanted: tuple[int, ...]) -> dict[str, float | None]:
         result[f"p{p}"] = value
     return result
 
+
+
+# --- dead letters ------------------------------------------------------------------------------
+
+PREVIEW = 200  # characters of a dead letter's bytes shown in a list
+REASON_GROUPS = 20  # reasons counted in a list's by_reason
+
+
+@dataclass(frozen=True)
+class LetterSearch:
+    reason: str | None = None  # a part of the error text
+    after: str | None = None  # received after (exclusive, stored format)
+    before: str | None = None
+    below_id: int | None = None  # the cursor: ids below it (newest first)
+    limit: int = 50
+    ids: tuple[int, ...] | None = None
+
+
+def letters_matching(search: LetterSearch) -> peewee.ModelSelect:
+    letters = audit_db.DeadLetter
+    query = letters.select()
+    if search.reason:
+        query = query.where(letters.error.contains(search.reason))
+    if search.after:
+        query = query.where(letters.received_at > search.after)
+    if search.before:
+        query = query.where(letters.received_at < search.before)
+    if search.below_id is not None:
+        query = query.where(letters.id < search.below_id)
+    if search.ids is not None:
+        query = query.where(letters.id.in_(list(search.ids)))
+    return query.order_by(letters.id.desc())
+
+
+def letter_summary(row) -> dict[str, Any]:
+    raw = bytes(row.raw)
+    return {"id": row.id, "reason": row.error, "received_at": row.received_at,
+            "topic": row.topic, "partition": row.partition, "offset": row.offset,
+            "bytes": len(raw), "preview": raw[:PREVIEW * 4].decode("utf-8", "replace")[:PREVIEW],
+            "replayed_at": row.replayed_at, "replay_outcome": row.replay_outcome}
+
+
+def dead_letters(search: LetterSearch) -> tuple[list[dict[str, Any]], int | None, list[dict[str, Any]]]:
+    """A page of dead letters newest first, the id to continue below (None: the last page),
+    and how many there are of each reason (of the same filters, the commonest first)."""
+    rows = list(letters_matching(search).limit(search.limit + 1))
+    page = rows[:search.limit]
+    below = page[-1].id if len(rows) > search.limit else None
+    letters = audit_db.DeadLetter
+    grouped = letters_matching(replace(search, below_id=None)).order_by()
+    count = peewee.fn.COUNT(letters.id)
+    reasons = (grouped.select(letters.error, count.alias("n")).group_by(letters.error)
+               .order_by(count.desc(), letters.error).limit(REASON_GROUPS).tuples())
+    return ([letter_summary(row) for row in page], below,
+            [{"reason": reason, "count": n} for reason, n in reasons])
+
+
+def dead_letter(letter_id: int) -> dict[str, Any] | None:
+    """One dead letter with its bytes: as base64, and as text when they are UTF-8."""
+    row = audit_db.DeadLetter.get_or_none(audit_db.DeadLetter.id == letter_id)
+    if row is None:
+        return None
+    raw = bytes(row.raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return {**letter_summary(row), "dedup_key": row.dedup_key,
+            "raw_base64": base64.b64encode(raw).decode("ascii"), "raw_text": text}
+
+
+def replayable(search: LetterSearch) -> list[tuple[int, str, bytes]]:
+    """(id, dedup_key, bytes) of the dead letters a replay sends, oldest first."""
+    rows = letters_matching(search).limit(search.limit)
+    return sorted((row.id, row.dedup_key, bytes(row.raw)) for row in rows)

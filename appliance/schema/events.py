@@ -33,6 +33,9 @@ from appliance.schema.vocabulary import RESERVED_TYPES as RESERVED_TYPES
 from appliance.schema.vocabulary import TEXT_LIMITS as TEXT_LIMITS
 
 SCHEMA_VERSION = 1
+# The Kafka header of a dead letter sent again (`dead-letters replay`): the dedup_key of the
+# dead letter it came from, so the consumer files a second failure under the same one.
+REPLAY_HEADER = "sts-dead-letter"
 MAX_DEPTH = 32  # nesting of JSON the appliance accepts, at the API and on the topic
 
 

@@ -25,6 +25,7 @@ HELP = (
     (("clear_filter",), "clear the filter; back from the event view"),
     (("pause",), "pause / resume new rows in the events table"),
     (("stats",), "the last hour: top clients, routes, answers, latency"),
+    (("dead_letters",), "dead letters by reason, and the newest of them"),
     (("cursor_up", "cursor_down", "page_up", "page_down"),
      "move; on the top row (the newest) it follows new events"),
     (("scroll_home", "scroll_end"), "newest / oldest event"),

@@ -39,6 +39,7 @@ class MainScreen(Screen):
         Binding("slash", "filter", "Filter", show=False),
         Binding("space", "pause", "Pause"),
         Binding("s", "stats", "Stats"),
+        Binding("d", "dead_letters", "Dead letters"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help"),
     ]
@@ -138,6 +139,10 @@ class MainScreen(Screen):
     def action_stats(self) -> None:
         from .stats import StatsScreen
         self.app.push_screen(StatsScreen(self.client, self.state, self.stats, clock=self.clock))
+
+    def action_dead_letters(self) -> None:
+        from .dead_letters import DeadLettersScreen
+        self.app.push_screen(DeadLettersScreen(self.client, self.state))
 
     def action_help(self) -> None:
         from .help import HelpScreen, help_lines

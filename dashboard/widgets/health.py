@@ -29,6 +29,22 @@ def ordered(components: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, 
     return known + sorted((n, c) for n, c in components.items() if n not in LABELS)
 
 
+MAX_PARTITIONS_SHOWN = 8
+
+
+def detail_of(name: str, entry: dict[str, Any]) -> str:
+    """The component's detail; Kafka's with its lag per partition, so a stuck one stands out."""
+    detail = str(entry.get("detail", ""))
+    data = entry.get("data")
+    lag = data.get("lag") if name == "kafka" and isinstance(data, dict) else None
+    if not isinstance(lag, dict) or not lag:
+        return detail
+    parts = sorted(lag.items(), key=lambda item: (len(str(item[0])), str(item[0])))
+    shown = ", ".join(f"p{p} {n}" for p, n in parts[:MAX_PARTITIONS_SHOWN])
+    more = f", +{len(parts) - MAX_PARTITIONS_SHOWN}" if len(parts) > MAX_PARTITIONS_SHOWN else ""
+    return f"{detail} · lag {shown}{more}"
+
+
 def health_table(state: DashboardState, now: float) -> Table:
     table = Table.grid(padding=(0, 1), expand=True)
     table.add_column("state", width=10, no_wrap=True)
@@ -40,7 +56,7 @@ def health_table(state: DashboardState, now: float) -> Table:
         badge, style = state_badge(entry.get("state"))
         table.add_row(plain(badge, style), plain(LABELS.get(name, name)),
                       Text(duration(None if since is None else now - since), style="dim"),
-                      plain(entry.get("detail", "")))
+                      plain(detail_of(name, entry)))
     agent = state.agent
     if agent:
         badge, style = state_badge(agent.get("state"))

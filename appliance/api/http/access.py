@@ -37,6 +37,8 @@ ADMIN_ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/status"): READ, ("GET", "/kafka/status"): READ, ("GET", "/metrics"): READ,
     ("POST", "/kafka/publish"): WRITE, ("POST", "/kafka/flush"): WRITE,
     ("POST", "/readyz/disable"): WRITE, ("POST", "/readyz/enable"): WRITE,
+    ("GET", "/events/dead-letters"): READ, ("GET", "/events/dead-letters/<letter_id:int>"): READ,
+    ("POST", "/events/dead-letters/replay"): WRITE,
     ("GET", "/faults"): READ, ("POST", "/faults"): WRITE, ("DELETE", "/faults"): WRITE,
 }
 OPEN_ON_THE_ADMIN_LISTENER = frozenset({("GET", "/metrics")})

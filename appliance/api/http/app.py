@@ -11,6 +11,7 @@ from appliance.api.http.middleware import AuditMiddleware
 from appliance.api.http.ratelimit import RateLimitPlugin
 from appliance.api.http.routes.browser import add_browser_routes
 from appliance.api.http.routes.core import add_core_routes
+from appliance.api.http.routes.dead_letters import add_dead_letter_routes
 from appliance.api.http.routes.events import add_event_routes
 from appliance.api.http.routes.kafka import add_kafka_routes
 from appliance.api.http.routes.status import add_status_routes
@@ -41,6 +42,7 @@ def create_app(settings: Settings, services: Services | None = None) -> AuditMid
     add_browser_routes(app)
     add_kafka_routes(app, services)
     add_event_routes(app, services)
+    add_dead_letter_routes(app, services)
     add_status_routes(app, services)
     add_target_routes(app, services)
     add_switch_routes(app, services)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from appliance.api.http.access import ADMIN, ADMIN_ROUTES, PUBLIC
@@ -134,6 +135,15 @@ SCHEMAS["Status"] = {
     },
 }
 
+SCHEMAS["DeadLetter"] = {
+    "type": "object",
+    "required": ["id", "reason", "received_at", "topic", "partition", "offset", "bytes", "preview",
+                 "replayed_at", "replay_outcome"],
+    "properties": {"id": {"type": "integer"}, "reason": STRING, "received_at": STRING,
+                   "topic": STRING, "partition": {"type": "integer"}, "offset": {"type": "integer"},
+                   "bytes": {"type": "integer"}, "preview": STRING, "replayed_at": NULLABLE_STRING,
+                   "replay_outcome": {"enum": ["persisted", "failed", None]}},
+}
 SCHEMAS["AsAsked"] = {"type": "object", "required": ["status", "message"],
                       "properties": {"status": {"type": "integer"}, "message": STRING}}
 SCHEMAS["RequestView"] = {
@@ -342,6 +352,63 @@ PATHS: dict[str, Any] = {
             "503": _error("events database not readable"),
         },
     }},
+    "/events/dead-letters": {"get": {
+        "summary": "Dead letters, newest first, with their reasons; filtered by reason and time, "
+                   "paged by cursor",
+        "parameters": [_query("reason", {"type": "string", "minLength": 1, "maxLength": 200},
+                              "a part of the error text"),
+                       _query("after", {"type": "string", "format": "date-time"}),
+                       _query("before", {"type": "string", "format": "date-time"}),
+                       LIMIT, _query("cursor", {"type": "string", "pattern": "^d[0-9]{1,18}$"},
+                                     "the next of the previous page")],
+        "responses": {
+            "200": _json({"type": "object",
+                          "required": ["dead_letters", "count", "limit", "next", "by_reason"],
+                          "properties": {
+                              "dead_letters": {"type": "array",
+                                               "items": {"$ref": "#/components/schemas/DeadLetter"}},
+                              "count": {"type": "integer"}, "limit": {"type": "integer"},
+                              "next": NULLABLE_STRING,
+                              "by_reason": {"type": "array", "items": {
+                                  "type": "object", "required": ["reason", "count"]}}}},
+                         "dead letters"),
+            "400": _error("a bad or unknown parameter (the message names it)"),
+            "503": _error("events database not readable"),
+        },
+    }},
+    "/events/dead-letters/{letter_id}": {"get": {
+        "summary": "One dead letter with its bytes, as base64 and as text when they are UTF-8",
+        "parameters": [{"name": "letter_id", "in": "path", "required": True,
+                        "schema": {"type": "integer", "minimum": 1}}],
+        "responses": {
+            "200": _json({"allOf": [{"$ref": "#/components/schemas/DeadLetter"}, {
+                "type": "object", "required": ["dedup_key", "raw_base64", "raw_text"],
+                "properties": {"raw_base64": STRING, "raw_text": NULLABLE_STRING}}]}, "the dead letter"),
+            "400": _error("an unknown parameter"),
+            "404": _error("no dead letter of that id"),
+            "503": _error("events database not readable"),
+        },
+    }},
+    "/events/dead-letters/replay": {"post": {
+        "summary": "Send dead letters again through the spool, once their cause is fixed "
+                   "(idempotent: a replay never duplicates a row)",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"id": {"type": "integer", "minimum": 1},
+                           "reason": {"type": "string", "minLength": 1, "maxLength": 200},
+                           "all": {"type": "boolean"}}}}}},
+        "responses": {
+            "200": _json({"type": "object", "required": ["replayed", "ids", "outcome"],
+                          "properties": {"replayed": {"type": "integer"},
+                                         "ids": {"type": "array", "items": {"type": "integer"}},
+                                         "outcome": {"enum": ["queued", "spooled", None]}}},
+                         "handed to the spool"),
+            "400": _error("malformed JSON, a bad field, or no id, reason or all"),
+            "413": _error("body larger than MAX_BODY_BYTES"),
+            "415": _error("Content-Type is not application/json"),
+            "503": _error("Kafka not configured, the spool refused it, or the database not readable"),
+        },
+    }},
     "/events/stats": {"get": {
         "summary": "Counts and latency of a time window (default: the last hour), computed by the database",
         "parameters": [
@@ -396,6 +463,11 @@ TAGS = [{"name": PUBLIC, "description": "the public plane (PORT): anyone may use
                                        "scope, except /metrics on the admin listener"}]
 
 
+# ADMIN_ROUTES by OpenAPI path: Bottle's /x/<id:int> is /x/{id} here.
+ADMIN_BY_PATH = {(method, re.sub(r"<([A-Za-z_]\w*)(?::[^>]*)?>", r"{\1}", rule)): scope
+                 for (method, rule), scope in ADMIN_ROUTES.items()}
+
+
 def with_access(paths: dict[str, Any]) -> dict[str, Any]:
     """Each operation tagged with its plane, and the admin ones with the token scope they need
     (api/http/access.py) and the 401, 403 and 429 they may answer."""
@@ -404,7 +476,7 @@ def with_access(paths: dict[str, Any]) -> dict[str, Any]:
         marked[path] = {}
         for method, operation in item.items():
             key = (method.upper(), path)
-            scope = ADMIN_ROUTES.get(key)
+            scope = ADMIN_BY_PATH.get(key)
             operation = {**operation, "tags": [PUBLIC if scope is None else ADMIN]}
             responses = dict(operation["responses"])
             if scope is not None:

@@ -35,6 +35,10 @@ class EventSink(Protocol):
                  durable: bool = False) -> str:
         """Several events in one hand-over (one wait with ``durable``); one outcome for all."""
 
+    def emit_raw(self, messages: list[tuple[bytes | None, bytes, Headers | None]]) -> str:
+        """Hand over messages as they are, (key, value, headers): a dead letter sent again.
+        On disk before it returns; the outcome as for ``emit``."""
+
     def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` for everything handed over to be delivered; how many were not."""
 
@@ -60,6 +64,9 @@ class DisabledSink:
 
     def emit_all(self, pairs: list[tuple[dict[str, Any], Headers | None]],
                  durable: bool = False) -> str:
+        return "disabled"
+
+    def emit_raw(self, messages: list[tuple[bytes | None, bytes, Headers | None]]) -> str:
         return "disabled"
 
     def flush(self, timeout: float) -> int:

@@ -114,6 +114,9 @@ class WorkerGroupSink:
                  durable: bool = False) -> str:
         return self.own.emit_all(pairs, durable)
 
+    def emit_raw(self, messages: list[tuple[bytes | None, bytes, Headers | None]]) -> str:
+        return self.own.emit_raw(messages)
+
     def status(self) -> ProducerStatus:
         with ThreadPoolExecutor(max_workers=max(1, len(self.peers))) as pool:
             answers = {i: pool.submit(ask, path, {"op": "status"}, TIMEOUT)

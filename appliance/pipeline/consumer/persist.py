@@ -38,6 +38,9 @@ class InvalidEvent(ValueError):
 class Batch:
     rows: dict[type, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    # Replayed dead letters that came back: (dedup_key, "persisted" or "failed", error or None)
+    replays: list[tuple[str, str, str | None]] = field(default_factory=list)
+    persisted_at: str = ""
 
     @property
     def count(self) -> int:
@@ -186,11 +189,22 @@ def to_row(event: dict[str, Any], persisted_at: str) -> tuple[type, dict[str, An
     return audit_db.CustomEvent, {**row, "event_type": kind, "payload": encoded}
 
 
+def replay_of(msg) -> str | None:
+    """The dead letter a message is a replay of (its REPLAY_HEADER), or None."""
+    headers = msg.headers() if hasattr(msg, "headers") else None
+    for name, value in headers or ():
+        if name == events.REPLAY_HEADER and value:
+            return value.decode("utf-8", "replace")[:400]
+    return None
+
+
 def dead_letter(msg, error: str, persisted_at: str) -> dict[str, Any]:
     raw = msg.value() or b""
     digest = hashlib.sha256(raw).hexdigest()[:16]
+    # A replay that fails again keeps the key of the dead letter it came from: still one row.
+    key = replay_of(msg) or f"{msg.topic()}:{msg.partition()}:{msg.offset()}:{digest}"
     return {
-        "dedup_key": f"{msg.topic()}:{msg.partition()}:{msg.offset()}:{digest}",
+        "dedup_key": key,
         "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
         "raw": raw, "error": error[:1000].encode("utf-8", "replace").decode(),
         "received_at": persisted_at,
@@ -198,15 +212,24 @@ def dead_letter(msg, error: str, persisted_at: str) -> dict[str, Any]:
 
 
 def classify(messages: list, persisted_at: str) -> Batch:
-    batch = Batch()
+    batch = Batch(persisted_at=persisted_at)
     for msg in messages:
         try:
             model, row = to_row(parse_event(msg.value()), persisted_at)
         except InvalidEvent as exc:
-            batch.dead_letters.append(dead_letter(msg, str(exc), persisted_at))
+            refuse(batch, msg, str(exc), persisted_at)
             continue
         except Exception as exc:  # whatever the bytes: no message may stop the consumer
-            batch.dead_letters.append(dead_letter(msg, f"{type(exc).__name__}: {exc}", persisted_at))
+            refuse(batch, msg, f"{type(exc).__name__}: {exc}", persisted_at)
             continue
         batch.rows[model].append(row)
+        if (key := replay_of(msg)) is not None:
+            batch.replays.append((key, "persisted", None))
     return batch
+
+
+def refuse(batch: Batch, msg, error: str, persisted_at: str) -> None:
+    letter = dead_letter(msg, error, persisted_at)
+    batch.dead_letters.append(letter)
+    if replay_of(msg) is not None:
+        batch.replays.append((letter["dedup_key"], "failed", letter["error"]))

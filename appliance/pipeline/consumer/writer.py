@@ -86,25 +86,27 @@ class BatchWriter:
             for model, rows in batch.rows.items():
                 insert_ignore(model, rows)
             insert_ignore(audit_db.DeadLetter, batch.dead_letters)
+            mark_replays(batch.replays, batch.persisted_at)
 
     def _one_by_one(self, messages: list, persisted_at: str, first: Exception) -> persist.Batch:
         """The database refused a row of the batch: find which, store the rest."""
         log.warning("the database refused a row; writing the batch message by message",
                     extra={"error": describe_error(first, self.settings.database_url),
                            "messages": len(messages)})
-        kept = persist.Batch()
+        kept = persist.Batch(persisted_at=persisted_at)
         for msg in messages:
             one = persist.classify([msg], persisted_at)
             try:
                 self._insert(one)
             except REFUSED_ROW as exc:
-                one = persist.Batch(dead_letters=[persist.dead_letter(
-                    msg, f"the database refused it: {describe_error(exc, self.settings.database_url)}",
-                    persisted_at)])
+                one = persist.Batch(persisted_at=persisted_at)
+                persist.refuse(one, msg, f"the database refused it: "
+                                         f"{describe_error(exc, self.settings.database_url)}", persisted_at)
                 self._insert(one)
             for model, rows in one.rows.items():
                 kept.rows[model].extend(rows)
             kept.dead_letters.extend(one.dead_letters)
+            kept.replays.extend(one.replays)
         return kept
 
     def failed(self, exc: Exception) -> None:
@@ -134,3 +136,13 @@ class BatchWriter:
 
     def close(self) -> None:
         self.store.close()
+
+
+def mark_replays(replays: list[tuple[str, str, str | None]], at: str) -> None:
+    """Say on each replayed dead letter how its copy went; a failed one gets its new reason."""
+    letters = audit_db.DeadLetter
+    for key, outcome, error in replays:
+        changes = {letters.replayed_at: at, letters.replay_outcome: outcome}
+        if error is not None:
+            changes[letters.error] = error
+        letters.update(changes).where(letters.dedup_key == key).execute()

@@ -187,6 +187,17 @@ class KafkaEventSink:
         self.stats.add_events(outcome, [events.type_label(event["event_type"]) for event, _ in pairs])
         return outcome
 
+    def emit_raw(self, messages: list[Message]) -> str:
+        """Messages as they are (a dead letter sent again), on disk before this returns."""
+        result = self.writer.put(messages, wait=True)
+        if result == REFUSED:
+            self._lost(messages)
+        if result not in (ACCEPTED, WRITTEN):
+            return "lost"
+        outcome = "queued" if self.watch.can_send else "spooled"
+        self.stats.add_events(outcome, ["dead_letter"] * len(messages))
+        return outcome
+
     def _lost(self, messages: list[Message]) -> None:
         self.stats.add("lost", len(messages))
         sensors.on_events_lost(value_type(value) for _, value, _ in messages)
