@@ -158,7 +158,7 @@ def kafka_live_server(tmp_path_factory: pytest.TempPathFactory, session_broker) 
     few events of each kind in its database, so every filter reads real rows."""
     directory = tmp_path_factory.mktemp("kafka_live_server")
     dataset.small(directory / "events.db")
-    # MAX_DELAY: the delays schemathesis asks for stay short.
+    # MAX_DELAY: the delays schemathesis asks for stay short (test_openapi_contract.LIVE_MAX_DELAY).
     server = launch_api(directory, {"KAFKA_BROKERS": session_broker.bootstrap, "MAX_DELAY": "0.5"})
     try:
         yield server

@@ -10,6 +10,7 @@ tokens the appliance made itself at its first start.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from test_appliance_e2e import Supervised
 from appliance.api.http.access import ADMIN_ROUTES, OPEN_ON_THE_ADMIN_LISTENER
 from appliance.api.http.openapi import ADMIN_BY_PATH, openapi_document
 from appliance.core.version import __version__
+from appliance.schema.switches import CHECK_EVERY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 BODIES = {("POST", "/kafka/publish"): json.dumps({"event_type": "plane.check", "payload": {}}).encode(),
@@ -94,6 +96,8 @@ def test_every_operation_answers_each_token_as_the_planes_say(appliance, plane, 
     wrong = {}
     for method, path in operations():
         status, headers = ask(client, method, path, token)
+        if (method, path) == ("POST", "/readyz/enable"):
+            time.sleep(CHECK_EVERY + 0.1)  # every API process follows the drain's end
         if status not in expected(plane, method, path, scope):
             wrong[f"{method} {path}"] = status
         if status == 401:

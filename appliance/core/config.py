@@ -320,13 +320,10 @@ class Settings:
     connection_limit: int = 200  # concurrent connections Waitress accepts
     max_body_bytes: int = 65_536  # bytes; larger bodies get 413
     trusted_proxies: tuple[IPNetwork, ...] = LOOPBACK
-    # GET /headers shows these as [redacted], besides Authorization, Cookie, Proxy-Authorization
-    redact_headers: frozenset[str] = frozenset()
+    redact_headers: frozenset[str] = frozenset()  # GET /headers shows them as [redacted]
     max_delay: float = 10.0  # seconds /delay/<seconds> may ask for
-    # /delay requests in flight per API process, at most WEB_THREADS - 1: the others get 503
-    delay_concurrency: int = 2
-    # A fault injected from the start (api/http/faults.py); POST /faults sets one at run time.
-    fault_error_rate: float = 0.0  # share of FAULT_ROUTES requests answered 500
+    delay_concurrency: int = 2  # /delay in flight per API process (< WEB_THREADS); then 503
+    fault_error_rate: float = 0.0  # share of FAULT_ROUTES answered 500 (api/http/faults.py)
     fault_delay_ms: int = 0  # milliseconds FAULT_ROUTES requests are held (DELAY_CONCURRENCY)
     fault_routes: tuple[str, ...] = ("/",)
     log_level: str = "INFO"
@@ -368,13 +365,10 @@ class Settings:
     otel_traces_sampler_arg: float = 1.0  # ratio for the *traceidratio samplers
     otel_resource_attributes: Mapping[str, str] = field(default_factory=dict)
     embedded_broker_port: int = 19092  # 127.0.0.1 port of the embedded broker
-    # RSS at which the agent recycles the embedded broker. 128: under sustained full load
-    # (~2,400 requests/s, bench/soak.py), with the events lz4-compressed, it grows ~0.55 MB/s, a
-    # recycle (2-3 s, nothing lost) every ~3.5 minutes, under 150 MB; at 256 (uncompressed) it
-    # peaked at 265 MB.
+    # RSS at which the agent recycles the embedded broker: at ~2,400 requests/s it grows ~0.55
+    # MB/s, a recycle (2-3 s, nothing lost) every ~3.5 minutes (docs/embedded-broker.md).
     embedded_broker_max_mb: float = 128.0
-    # Record batches written to the embedded broker at which the agent recycles it: each fetch
-    # lists every batch of its partition (~1.5 us each), so 10,000 batches cost ~15 ms a fetch.
+    # Batches written at which the agent recycles it: a fetch lists each (~1.5 us; 15 ms at 10k)
     embedded_broker_max_batches: int = 10_000
     status_interval: float = 5.0  # seconds between the agent's probes
     status_db_path: Path | None = None  # default: <data_dir>/status.db (the agent's own file)

@@ -30,6 +30,7 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 STATUS_TEXT = {code: str(code) for code in range(100, 600)}  # the status label, made once
 
 StartResponse = Callable[..., Any]
+BODY_HEADERS = frozenset({"Content-Type", "Content-Length"})
 
 
 class AuditMiddleware:
@@ -68,6 +69,8 @@ class AuditMiddleware:
         def start(status: str, headers: list, exc_info=None):
             headers.append(("X-Request-ID", request_id))
             captured["status"] = int(status.split(" ", 1)[0])
+            if captured["status"] < 200:  # RFC 9110: a 1xx has no content (Bottle adds a type)
+                headers[:] = [(n, v) for n, v in headers if n not in BODY_HEADERS]
             return start_response(status, headers, exc_info)
 
         self.lifecycle.enter()

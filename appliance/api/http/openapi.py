@@ -7,9 +7,12 @@ from typing import Any
 
 from appliance.api.http.access import ADMIN, ADMIN_ROUTES, PUBLIC
 from appliance.api.http.docs import FILES as DOCS_FILES
+from appliance.api.http.faults import NEVER_FAULTED, NEVER_FAULTED_PREFIXES
 from appliance.api.http.pages import STATIC
 from appliance.api.http.queries import MAX_LIMIT, ORDERS, ROUTE_LIMIT
 from appliance.api.http.ratelimit import LIMITED_ROUTES
+from appliance.api.http.routes.target import ECHO_ALLOWED, ECHO_PREFIX, MAX_ECHO_VALUE
+from appliance.core.config import Settings
 from appliance.schema import producer_status
 from appliance.schema.tokens import WRITE
 from appliance.schema.vocabulary import (
@@ -24,6 +27,7 @@ from appliance.schema.vocabulary import (
 )
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
+DEFAULT_MAX_DELAY = Settings.max_delay
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -178,9 +182,23 @@ SCHEMAS["FaultRequest"] = {
         "error_rate": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
         "delay_ms": {"type": "integer", "minimum": 0, "maximum": 60000, "default": 0},
         "routes": {"type": "array", "minItems": 1, "maxItems": 32, "default": ["/"],
-                   "items": {"type": "string", "pattern": "^/", "maxLength": 255}},
-        "duration_s": {"type": "number", "minimum": 1, "maximum": 86400, "default": 300}}}
-RESPONSE_HEADER = _query("response_header", {"type": "string"},
+                   "items": {"type": "string", "pattern": "^/[^*]*\\*?$", "maxLength": 255,
+                             "not": {"anyOf": [
+                                 {"enum": sorted(NEVER_FAULTED)},
+                                 {"pattern": "^(" + "|".join(NEVER_FAULTED_PREFIXES) + ")"}]}}},
+        "duration_s": {"type": "number", "minimum": 1, "maximum": 86400, "default": 300}},
+    "anyOf": [{"required": ["error_rate"], "properties": {"error_rate": {"exclusiveMinimum": 0}}},
+              {"required": ["delay_ms"], "properties": {"delay_ms": {"minimum": 1}}}],
+    "description": "error_rate or delay_ms above 0; never /healthz, /readyz or an admin route"}
+def caseless(text: str) -> str:
+    """A regular expression for ``text`` in any case (JSON Schema's patterns have no flags)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in text)  # "-" only
+
+
+ECHO_NAME = "|".join([*(caseless(n) for n in sorted(ECHO_ALLOWED)),
+                      caseless(ECHO_PREFIX) + "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,57}"])
+RESPONSE_HEADER = _query("response_header", {
+    "type": "string", "pattern": f"^({ECHO_NAME}):[\\x20-\\x7e]{{0,{MAX_ECHO_VALUE}}}$"},
                          "Name:Value, a header to answer with (repeatable, at most 8): "
                          "Cache-Control, Expires, ETag, Last-Modified, Retry-After, Age, "
                          "Content-Language, Vary or X-Echo-*")
@@ -258,6 +276,8 @@ PATHS: dict[str, Any] = {
                                                  "below 400, the error shape from 400",
                                   "content": {"application/json": {"schema": {"oneOf": [
                                       ERROR_REF, {"$ref": "#/components/schemas/AsAsked"}]}}}},
+                      "1XX": {"description": "a 1xx asked for: no body, and the connection closes"},
+                      "204": {"description": "no body"}, "304": {"description": "no body"},
                       "400": _error("a code outside 100-599, or a bad response_header")},
     } for method in ("get", "post", "put", "patch", "delete")},
     "/delay/{seconds}": {"get": {
@@ -379,7 +399,7 @@ PATHS: dict[str, Any] = {
     "/events/dead-letters/{letter_id}": {"get": {
         "summary": "One dead letter with its bytes, as base64 and as text when they are UTF-8",
         "parameters": [{"name": "letter_id", "in": "path", "required": True,
-                        "schema": {"type": "integer", "minimum": 1}}],
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}],
         "responses": {
             "200": _json({"allOf": [{"$ref": "#/components/schemas/DeadLetter"}, {
                 "type": "object", "required": ["dedup_key", "raw_base64", "raw_text"],
@@ -394,9 +414,11 @@ PATHS: dict[str, Any] = {
                    "(idempotent: a replay never duplicates a row)",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "additionalProperties": False,
-            "properties": {"id": {"type": "integer", "minimum": 1},
+            "properties": {"id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
                            "reason": {"type": "string", "minLength": 1, "maxLength": 200},
-                           "all": {"type": "boolean"}}}}}},
+                           "all": {"type": "boolean"}},
+            "anyOf": [{"required": ["id"]}, {"required": ["reason"]},
+                      {"required": ["all"], "properties": {"all": {"const": True}}}]}}}},
         "responses": {
             "200": _json({"type": "object", "required": ["replayed", "ids", "outcome"],
                           "properties": {"replayed": {"type": "integer"},
@@ -490,14 +512,23 @@ def with_access(paths: dict[str, Any]) -> dict[str, Any]:
     return marked
 
 
-def openapi_document(version: str) -> dict[str, Any]:
+def with_max_delay(paths: dict[str, Any], max_delay: float) -> dict[str, Any]:
+    """/delay/{seconds} bounded by this appliance's MAX_DELAY."""
+    delay = paths["/delay/{seconds}"]["get"]
+    seconds = {**delay["parameters"][0], "schema": {"type": "number", "minimum": 0, "maximum": max_delay}}
+    return {**paths, "/delay/{seconds}": {"get": {**delay, "parameters": [seconds, *delay["parameters"][1:]]}}}
+
+
+def openapi_document(version: str, max_delay: float = DEFAULT_MAX_DELAY) -> dict[str, Any]:
+    """The document of an appliance whose MAX_DELAY is ``max_delay`` (the one value of the
+    settings a valid request depends on)."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "simple-time-service", "version": version,
                  "description": "Request metadata + event audit appliance. Every error is "
                                 "JSON {\"error\": ..., \"status\": ...}."},
         "tags": TAGS,
-        "paths": with_access(PATHS),
+        "paths": with_access(with_max_delay(PATHS, max_delay)),
         "components": {"schemas": SCHEMAS, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"}}},
     }

@@ -82,4 +82,4 @@ def add_core_routes(app: bottle.Bottle, services: Services) -> None:
 
     @app.get("/openapi.json")
     def openapi() -> dict[str, Any]:
-        return openapi_document(__version__)
+        return openapi_document(__version__, services.settings.max_delay)

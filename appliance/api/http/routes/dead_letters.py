@@ -60,10 +60,16 @@ def replay_search(body: dict[str, Any]) -> LetterSearch:
     if unknown:
         raise HttpError(400, f"unknown field(s): {', '.join(unknown)}")
     letter_id = body.get("id")
-    if letter_id is not None and (isinstance(letter_id, bool) or not isinstance(letter_id, int)
-                                  or not 1 <= letter_id < 2**63):
+    if isinstance(letter_id, float) and letter_id.is_integer():  # 1.0 is JSON's integer 1
+        letter_id = int(letter_id)
+    if "id" in body and (isinstance(letter_id, bool) or not isinstance(letter_id, int)
+                         or not 1 <= letter_id < 2**63):
         raise HttpError(400, "id must be a dead letter's id (a positive integer)")
+    if "reason" in body and not isinstance(body["reason"], str):
+        raise HttpError(400, f"reason must be 1-{MAX_REASON} characters of the error text")
     reason = parse_reason(body.get("reason"))
+    if "all" in body and not isinstance(body["all"], bool):
+        raise HttpError(400, "all must be true or false")
     if letter_id is None and reason is None and body.get("all") is not True:
         raise HttpError(400, "say which dead letters: id, reason, or all: true")
     return LetterSearch(reason=reason, ids=None if letter_id is None else (letter_id,),
@@ -85,7 +91,7 @@ def add_dead_letter_routes(app: bottle.Bottle, services: Services) -> None:
     @app.get("/events/dead-letters/<letter_id:int>")
     def letter_one(letter_id: int):
         refuse_unknown(bottle.request.query, set())
-        found = readable(url, lambda: audit_read.dead_letter(letter_id))
+        found = None if letter_id >= 2**63 else readable(url, lambda: audit_read.dead_letter(letter_id))
         if found is None:
             raise HttpError(404, f"no dead letter {letter_id}")
         return json_response(200, found)

@@ -64,14 +64,6 @@ def parse_code(raw: str) -> int:
     return int(raw)
 
 
-class BodilessResponse(bottle.HTTPResponse):
-    """A 1xx, 204 or 304: neither Content-Type nor Content-Length (Bottle strips them only for
-    204 and 304)."""
-
-    bad_headers = {**bottle.HTTPResponse.bad_headers,
-                   **{code: frozenset({"Content-Type", "Content-Length"}) for code in range(100, 200)}}
-
-
 def status_answer(code: int, headers: dict[str, str]) -> bottle.HTTPResponse:
     """The status asked for, with a body that says so; 1xx, 204 and 304 have none (RFC 9110),
     and a 3xx other than 304 points back at /."""
@@ -85,7 +77,7 @@ def status_answer(code: int, headers: dict[str, str]) -> bottle.HTTPResponse:
     if 300 <= code < 400 and code != 304:
         headers["Location"] = "/"
     if code < 200 or code in NO_BODY:
-        return BodilessResponse(b"", status=code, headers=headers)
+        return bottle.HTTPResponse(b"", status=code, headers=headers)
     body = jsontext.dumps({"status": code, "message": f"{phrase}, as asked"})
     return bottle.HTTPResponse(body, status=code,
                                headers={**headers, "Content-Type": "application/json"})
