@@ -516,7 +516,8 @@ def with_max_delay(paths: dict[str, Any], max_delay: float) -> dict[str, Any]:
     """/delay/{seconds} bounded by this appliance's MAX_DELAY."""
     delay = paths["/delay/{seconds}"]["get"]
     seconds = {**delay["parameters"][0], "schema": {"type": "number", "minimum": 0, "maximum": max_delay}}
-    return {**paths, "/delay/{seconds}": {"get": {**delay, "parameters": [seconds, *delay["parameters"][1:]]}}}
+    bounded = {**delay, "parameters": [seconds, *delay["parameters"][1:]]}
+    return {**paths, "/delay/{seconds}": {"get": bounded}}
 
 
 def openapi_document(version: str, max_delay: float = DEFAULT_MAX_DELAY) -> dict[str, Any]:
