@@ -101,15 +101,24 @@ def start_api(stack: contextlib.ExitStack, directory: Path, brokers: str | None,
     return appliance
 
 
-def start_bare_app(stack: contextlib.ExitStack, tmp: Path, threads: int = 8) -> int:
-    """The baseline: a trivial WSGI app in its own process, served by Waitress."""
+def start_bare_app(stack: contextlib.ExitStack, tmp: Path, threads: int = 8,
+                   processes: int = 1) -> int:
+    """The baseline: a trivial WSGI app served by Waitress, in ``processes`` processes sharing
+    one listening socket (as the API's workers do); the port."""
+    return start_bare(stack, tmp, threads, processes)[0]
+
+
+def start_bare(stack: contextlib.ExitStack, tmp: Path, threads: int = 8,
+               processes: int = 1) -> tuple[int, int]:
+    """``start_bare_app``, and the pid of its first process (the others are its children)."""
     port = free_port()
-    code = f"import sys; sys.path.insert(0, 'bench'); import common; common.serve_bare({port}, {threads})"
-    process = Process([sys.executable, "-c", code], dict(os.environ), tmp / "bare.log")
+    code = (f"import sys; sys.path.insert(0, 'bench'); import common; "
+            f"common.serve_bare({port}, {threads}, {processes})")
+    process = Process([sys.executable, "-c", code], dict(os.environ), tmp / f"bare-{processes}.log")
     stack.callback(process.stop)
     process.start()
     wait_until(lambda: port_open(port), 15, what="bare app port")
-    return port
+    return port, process.proc.pid
 
 
 BARE_BODY = b'{"message":"Hello","timestamp":"2026-02-03T10:30:45.123456Z","status":"ok"}'
@@ -121,10 +130,30 @@ def bare_app(environ, start_response):
     return [BARE_BODY]
 
 
-def serve_bare(port: int, threads: int) -> None:
+def serve_bare(port: int, threads: int, processes: int = 1) -> None:
+    """With several processes: one socket bound here, each child serving it (the kernel hands
+    each connection to one of them), this process the first of them."""
+    import socket
+
     from waitress import serve
-    # Same Waitress knobs as appliance/server.py, so only the app differs.
-    serve(bare_app, host="127.0.0.1", port=port, threads=threads, connection_limit=200,
+    listener = socket.create_server(("127.0.0.1", port), backlog=1024)
+    children: list[int] = []
+    for _ in range(processes - 1):
+        pid = os.fork()
+        if pid == 0:  # a child: it ends with its parent (SIGTERM from it, or SIGKILL from the OS)
+            children = []
+            import ctypes
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            break
+        children.append(pid)
+
+    def stop(*_) -> None:
+        for child in children:
+            os.kill(child, signal.SIGKILL)
+        os._exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    # Same Waitress knobs as the API (api/serving/server.py), so only the app differs.
+    serve(bare_app, sockets=[listener], threads=threads, connection_limit=200,
           clear_untrusted_proxy_headers=False, ident="bare")
 
 

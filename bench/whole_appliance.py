@@ -50,7 +50,8 @@ from appliance import supervise
 from appliance.agent.processes import rss_mb
 from appliance.core.config import Settings
 
-BASE = "bare waitress"
+BASE = "bare waitress"  # as many processes as the appliance runs API processes: the ceiling
+BARE1 = "bare 1 process"  # the one-process figure of earlier reports, beside it
 UP, API, DOWN = "appliance up", "api default", "api kafka-down"
 READY_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 60.0
@@ -65,7 +66,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--startups", type=int, default=3, help="`up` -> ready measurements (3)")
     parser.add_argument("--targets", default=",".join((UP, API, DOWN)),
-                        help=f"comma-separated, of: {UP}, {API}, {DOWN}")
+                        help=f"comma-separated, of: {UP}, {API}, {DOWN}, {BARE1}")
     parser.add_argument("--paced-rate", type=float, default=200.0,
                         help="req/s of the paced latency phase (200; 0 skips it)")
     parser.add_argument("--paced-seconds", type=float, default=10.0, help="its duration (10)")
@@ -96,10 +97,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def with_workers(pids: dict[str, int]) -> dict[str, int]:
-    """The API's workers (WEB_PROCESSES > 1: children of the API process) as processes too."""
+    """The API's workers (WEB_PROCESSES > 1: children of the API process), and the bare app's
+    other processes, as processes too."""
     found = dict(pids)
-    for number, child in enumerate(common.children(pids["api"]) if "api" in pids else []):
-        found[f"api worker {number}"] = child
+    for parent in ("api", "bare"):
+        for number, child in enumerate(common.children(pids[parent]) if parent in pids else []):
+            found[f"{parent} worker {number}"] = child
     return found
 
 
@@ -186,6 +189,8 @@ def measure(target: Target, seconds: float, connections: int) -> dict:
                             - (wrk_before.ru_utime + wrk_before.ru_stime)) / elapsed * 100
     result["machine"] = (busy_after - busy_before) / max(1, total_after - total_before) * 100 * cpus
     result["rss"] = peak
+    # CPU per request of the whole system under test (every process of it, not wrk).
+    result["cpu_ms"] = sum(result["cpu"][name] for name in pids) / 100 * 1000 / max(result["rps"], 1)
     if target.persists:
         persisted_during = target.persisted() - persisted_before
         goal = common.answered(target.port)
@@ -295,7 +300,12 @@ def parse_variant(text: str, base: str = UP) -> tuple[str, dict[str, str]]:
 def start_targets(stack: contextlib.ExitStack, tmp: Path, names: list[str], up: Up | None,
                   extra: dict[str, str], variants: list[str] = (),
                   api_variants: list[str] = ()) -> dict[str, Target]:
-    targets = {BASE: Target(BASE, None, common.start_bare_app(stack, tmp))}
+    processes = Settings.from_env(extra).api_processes
+    port, pid = common.start_bare(stack, tmp, processes=processes)
+    targets = {BASE: Target(f"{BASE} ({processes} processes)", None, port, lambda: {"bare": pid})}
+    if BARE1 in names:
+        port1, pid1 = common.start_bare(stack, tmp, processes=1)
+        targets[BARE1] = Target(BARE1, None, port1, lambda: {"bare": pid1})
     if UP in names:
         targets[UP] = Target(UP, up.app, up.app.port, up.pids, persists=True)
     for number, text in enumerate(variants):
@@ -338,6 +348,21 @@ def _wait_first_row(app: common.Appliance) -> None:
 
 
 # --- the report ------------------------------------------------------------------------------
+
+
+def report_cpu(runs: list, names: list[str]) -> None:
+    """CPU ms per request of each system (all its processes), and its ratio to the baseline's
+    runs just before and after it."""
+    base = [r["cpu_ms"] for n, r in runs if n == BASE]
+    rows = [[BASE, f"{common.median(base):.3f}", "1 (baseline)"]]
+    for name in names:
+        ratios = [r["cpu_ms"] / ((runs[i - 1][1]["cpu_ms"] + runs[i + 1][1]["cpu_ms"]) / 2)
+                  for i, (n, r) in enumerate(runs) if n == name]
+        mine = [r["cpu_ms"] for n, r in runs if n == name]
+        rows.append([name, f"{common.median(mine):.3f}",
+                     f"{common.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"])
+    print("\nCPU ms per request, every process of the system (from /proc):")
+    print(common.table(["server", "CPU ms/req", "ratio (min-max)"], rows))
 
 
 def report_startups(results: list[dict]) -> None:
@@ -399,7 +424,7 @@ def main() -> int:
     args = parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
-    unknown = [n for n in names if n not in (UP, API, DOWN)]  # --up-variant adds its own
+    unknown = [n for n in names if n not in (UP, API, DOWN, BARE1)]  # --up-variant adds its own
     if unknown:
         raise SystemExit(f"unknown targets: {unknown}")
     if not common.have_wrk():
@@ -432,6 +457,7 @@ def main() -> int:
                   f"{result['errors']}{extra_text}", flush=True)
         print()
         print(summarize(runs, names, BASE))
+        report_cpu(runs, names)
         print("\nratios: target / mean of the bare runs just before and after it; median over "
               f"{args.rounds} rounds (p50/p99 ratio above 1: slower)")
         report_startups(startups)

@@ -10,6 +10,7 @@ import time
 from urllib.parse import quote
 
 import pytest
+from confluent_kafka import Consumer
 from procs import Appliance, Load, wait_until
 
 GROUP_ENV = {"KAFKA_CONSUMER_GROUP": "scale-out", "KAFKA_TOPIC_EVENTS": "scale-out-events",
@@ -28,9 +29,38 @@ def pair(tmp_path, broker, pg_url):
         appliance.stop()
 
 
+def on_the_topic(bootstrap: str, topic: str, wanted: set[str]) -> dict[str, list[tuple[int, int]]]:
+    """Where each wanted request id's http_response events are on the topic (partition,
+    offset), read from the start by a group of its own: tells a loss by the broker or the
+    producer (not there) from one by the consumer (there, but no row)."""
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"diagnose-{time.time_ns()}",
+                       "auto.offset.reset": "earliest", "enable.partition.eof": True})
+    reader.subscribe([topic])
+    found: dict[str, list[tuple[int, int]]] = {request_id: [] for request_id in wanted}
+    ended, deadline = set(), time.monotonic() + 30
+    while time.monotonic() < deadline and len(ended) < 4:
+        msg = reader.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            ended.add(msg.partition())
+            continue
+        event = json.loads(msg.value())
+        if event.get("event_type") == "http_response" and event.get("request_id") in found:
+            found[event["request_id"]].append((msg.partition(), msg.offset()))
+    reader.close()
+    return found
+
+
 def exactly_once(appliance: Appliance, answered: list[str], timeout: float = 90) -> None:
     """Every answered request has exactly one response row, and there are no others."""
-    appliance.wait_rows("http_responses", len(answered), timeout)
+    try:
+        appliance.wait_rows("http_responses", len(answered), timeout)
+    except AssertionError as exc:
+        missing = set(answered) - set(appliance.request_ids("http_responses"))
+        where = on_the_topic(appliance.env["KAFKA_BROKERS"], GROUP_ENV["KAFKA_TOPIC_EVENTS"], missing)
+        raise AssertionError(f"missing rows {sorted(missing)[:20]}; on the topic at: {where}\n"
+                             f"{exc}") from None
     ids = appliance.request_ids("http_responses")
     print(f"answered {len(answered)}, response rows {len(ids)}, duplicates {len(ids) - len(set(ids))}")
     assert len(ids) == len(set(ids)), "duplicate rows"
