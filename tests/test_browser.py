@@ -214,7 +214,7 @@ def served_dashboard(appliance, tmp_path):
             return HttpClient("127.0.0.1", port).get("/", anonymous=True).status == 200
         except OSError:
             return False
-    wait_until(answers, 20, 0.3, "the served dashboard")
+    wait_until(answers, 60, 0.3, "the served dashboard")  # textual-serve starts slowly under load
     yield f"http://127.0.0.1:{port}"
     process.stop()
 
