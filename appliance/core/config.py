@@ -210,7 +210,7 @@ def as_token_pairs(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")  # RFC 9110's field-name characters
 
 
 def as_header_names(raw: str) -> frozenset[str]:

@@ -21,6 +21,7 @@ from appliance.api.http.forwarding import request_view
 from appliance.api.http.queries import refuse_unknown
 from appliance.api.http.services import Services
 from appliance.core import jsontext
+from appliance.core.config import HEADER_NAME_RE
 
 STATUS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 # Headers a client may ask back: caching and language, and any X-Echo-*. Never one that
@@ -29,7 +30,6 @@ ECHO_ALLOWED = frozenset({"cache-control", "expires", "etag", "last-modified", "
                           "age", "content-language", "vary"})
 ECHO_PREFIX = "x-echo-"
 MAX_ECHOED, MAX_ECHO_VALUE = 8, 256
-TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")  # RFC 9110's field-name characters
 PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
 NO_BODY = frozenset({204, 304})
 
@@ -46,7 +46,7 @@ def echoed_headers(query_string: str) -> dict[str, str]:
     for item in asked:
         name, colon, value = item.partition(":")
         name, value = name.strip(" \t"), value.strip(" \t")  # never CR or LF: refused below
-        if not colon or not TOKEN.match(name):
+        if not colon or not HEADER_NAME_RE.match(name):
             raise HttpError(400, "response_header must be Name:Value with a header name")
         if name.lower() not in ECHO_ALLOWED and not name.lower().startswith(ECHO_PREFIX):
             raise HttpError(400, f"response_header {name!r} is not allowed: one of "
